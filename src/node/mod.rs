@@ -1,0 +1,340 @@
+//! `weir node`: a dump node. It registers with the server, sends heartbeats
+//! with its task reports, and runs every task the heartbeat response lists.
+//!
+//! A node keeps running its tasks while the server is unreachable, so a
+//! control-plane restart does not stop the data plane.
+
+pub mod limits;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::protocol::{
+    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, TaskReport, TaskSpec,
+};
+use crate::sink::obs::runner::{self, KafkaSettings, RunnerHandles};
+use limits::NodeLimits;
+
+/// Arguments of `weir node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// URL of the Weir server, such as http://127.0.0.1:8780
+    #[arg(long, env = "WEIR_SERVER")]
+    pub server: String,
+    /// Id of the connector to join (ShowInstance's connector_id)
+    #[arg(long)]
+    pub connector: String,
+    /// Node token of the connector (`weir connector token` prints it)
+    #[arg(long, env = "WEIR_NODE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Fixed node id; set by the server for the nodes it starts
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Slot of a server-started node
+    #[arg(long)]
+    pub slot: Option<u32>,
+}
+
+struct RunningTask {
+    spec: TaskSpec,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    report: Arc<Mutex<TaskReport>>,
+}
+
+struct Node {
+    args: NodeArgs,
+    http: reqwest::Client,
+    node_id: String,
+    heartbeat_interval: Duration,
+    limits: Arc<NodeLimits>,
+    tasks: HashMap<String, RunningTask>,
+    kafka: Option<KafkaSettings>,
+}
+
+enum Beat {
+    Assigned(Box<HeartbeatResponse>),
+    Reregister,
+    Gone,
+    Failed,
+}
+
+/// Runs a node until the connector is deleted or the process gets SIGTERM.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let limits = Arc::new(NodeLimits::new(0, crate::config::DEFAULT_MEMORY_BUDGET));
+    let mut node = Node {
+        node_id: String::new(),
+        heartbeat_interval: Duration::from_secs(1),
+        http,
+        limits,
+        tasks: HashMap::new(),
+        kafka: None,
+        args,
+    };
+    node.register().await?;
+    info!(node_id = %node.node_id, connector_id = %node.args.connector, server = %node.args.server, "Node started.");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut failures = 0u32;
+    let mut watchdog_started = false;
+    loop {
+        match node.heartbeat().await {
+            Beat::Assigned(assignment) => {
+                if failures > 0 {
+                    info!(node_id = %node.node_id, failures, "Server reachable again.");
+                }
+                failures = 0;
+                if assignment.stop {
+                    info!(node_id = %node.node_id, "Connector is being deleted; stopping.");
+                    break;
+                }
+                if !watchdog_started {
+                    // A lease below the session timeout: a node frozen this long
+                    // may have lost its partitions to another node.
+                    let lease = Duration::from_millis(assignment.session_timeout_ms.max(2000) / 2);
+                    node.limits.start_freeze_watchdog(lease);
+                    watchdog_started = true;
+                }
+                node.reconcile(*assignment).await;
+            }
+            Beat::Reregister => {
+                warn!(node_id = %node.node_id, "Server does not know this node; registering again.");
+                if let Err(e) = node.register().await {
+                    warn!(error = %e, "Registering again failed.");
+                }
+            }
+            Beat::Gone => {
+                info!(node_id = %node.node_id, "Connector no longer exists; stopping.");
+                break;
+            }
+            Beat::Failed => {
+                failures += 1;
+            }
+        }
+        tokio::select! {
+            _ = terminate.recv() => {
+                info!(node_id = %node.node_id, "SIGTERM received; stopping.");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(node.heartbeat_interval) => {}
+        }
+    }
+    node.stop_all().await;
+    let _ = node.deregister().await;
+    info!(node_id = %node.node_id, "Node stopped.");
+    Ok(())
+}
+
+fn rss_bytes() -> u64 {
+    // The second field of /proc/self/statm is the resident set in pages.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+impl Node {
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/internal/v1/connectors/{}/nodes{path}",
+            self.args.server.trim_end_matches('/'),
+            self.args.connector
+        )
+    }
+
+    /// Registers, retrying with backoff until the server answers. A rejected
+    /// token is final.
+    async fn register(&mut self) -> anyhow::Result<()> {
+        let request = RegisterRequest {
+            node_id: self.args.node_id.clone().or_else(|| (!self.node_id.is_empty()).then(|| self.node_id.clone())),
+            slot: self.args.slot,
+            pid: std::process::id(),
+            host: crate::server::hostname(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let mut attempt = 0u32;
+        loop {
+            let sent = self
+                .http
+                .post(self.url(""))
+                .bearer_auth(&self.args.token)
+                .json(&request)
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => {
+                    let body: RegisterResponse = response.json().await?;
+                    self.node_id = body.node_id;
+                    self.heartbeat_interval = Duration::from_millis(body.heartbeat_interval_ms.clamp(100, 60_000));
+                    return Ok(());
+                }
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED || response.status() == StatusCode::GONE => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    anyhow::bail!(
+                        "server {} rejected the node for connector {} ({status}): {text}",
+                        self.args.server,
+                        self.args.connector
+                    );
+                }
+                Ok(response) => {
+                    warn!(status = %response.status(), attempt, "Registering with the server failed; retrying.");
+                }
+                Err(e) => {
+                    warn!(server = %self.args.server, error = %e, attempt, "Server unreachable; retrying registration.");
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis((500 * u64::from(attempt)).min(5000))).await;
+        }
+    }
+
+    async fn heartbeat(&mut self) -> Beat {
+        let mut tasks = Vec::new();
+        for running in self.tasks.values() {
+            if let Ok(report) = running.report.lock() {
+                tasks.push(report.clone());
+            }
+        }
+        let request = HeartbeatRequest {
+            tasks,
+            rss_bytes: rss_bytes(),
+            buffered_bytes: self.limits.buffered_bytes() as u64,
+        };
+        let sent = self
+            .http
+            .post(self.url(&format!("/{}/heartbeat", self.node_id)))
+            .bearer_auth(&self.args.token)
+            .json(&request)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => match response.json().await {
+                Ok(body) => Beat::Assigned(Box::new(body)),
+                Err(e) => {
+                    warn!(error = %e, "Invalid heartbeat response.");
+                    Beat::Failed
+                }
+            },
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => Beat::Reregister,
+            Ok(response) if response.status() == StatusCode::GONE => Beat::Gone,
+            Ok(response) => {
+                warn!(status = %response.status(), "Heartbeat rejected.");
+                Beat::Failed
+            }
+            Err(e) => {
+                warn!(error = %e, "Heartbeat failed; tasks keep running.");
+                Beat::Failed
+            }
+        }
+    }
+
+    async fn deregister(&self) -> anyhow::Result<()> {
+        self.http
+            .post(self.url(&format!("/{}/deregister", self.node_id)))
+            .bearer_auth(&self.args.token)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Starts, restarts and stops task runners to match the assignment.
+    async fn reconcile(&mut self, assignment: HeartbeatResponse) {
+        self.limits
+            .configure(assignment.read_bytes_per_second, assignment.memory_budget_bytes);
+        let kafka = KafkaSettings {
+            bootstrap_servers: assignment.bootstrap_servers.clone(),
+            extra: assignment.kafka.clone(),
+            session_timeout_ms: assignment.session_timeout_ms,
+        };
+        let kafka_changed = self.kafka.as_ref().is_none_or(|k| {
+            k.bootstrap_servers != kafka.bootstrap_servers || k.extra != kafka.extra
+        });
+        self.kafka = Some(kafka.clone());
+        let wanted: HashMap<String, TaskSpec> = assignment
+            .tasks
+            .into_iter()
+            .map(|t| (t.task_id.clone(), t))
+            .collect();
+        let stale: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(id, running)| {
+                kafka_changed || wanted.get(*id).is_none_or(|spec| *spec != running.spec)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(running) = self.tasks.remove(&id) {
+                stop_task(running).await;
+            }
+        }
+        // A runner that ended by itself (an error) is started again.
+        let finished: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in finished {
+            self.tasks.remove(&id);
+        }
+        for (id, spec) in wanted {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            self.tasks.insert(id, start_task(spec, kafka.clone(), Arc::clone(&self.limits)));
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        let tasks: Vec<RunningTask> = self.tasks.drain().map(|(_, t)| t).collect();
+        futures::future::join_all(tasks.into_iter().map(stop_task)).await;
+    }
+}
+
+fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> RunningTask {
+    let (stop, stop_rx) = watch::channel(false);
+    let report = Arc::new(Mutex::new(TaskReport {
+        task_id: spec.task_id.clone(),
+        generation: spec.generation,
+        state: "starting".to_string(),
+        ..TaskReport::default()
+    }));
+    let handles = RunnerHandles {
+        limits,
+        report: Arc::clone(&report),
+        stop: stop_rx,
+    };
+    let task_id = spec.task_id.clone();
+    let runner_spec = spec.clone();
+    let error_report = Arc::clone(&report);
+    let handle = tokio::spawn(async move {
+        if let Err(e) = runner::run(runner_spec, kafka, handles).await {
+            error!(task_id = %task_id, error = %e, "Task runner failed; it restarts with the next heartbeat.");
+            if let Ok(mut report) = error_report.lock() {
+                report.state = "failing".to_string();
+                report.error = Some(e.to_string());
+            }
+        }
+    });
+    RunningTask { spec, stop, handle, report }
+}
+
+async fn stop_task(running: RunningTask) {
+    let _ = running.stop.send(true);
+    let task_id = running.spec.task_id.clone();
+    match tokio::time::timeout(Duration::from_secs(40), running.handle).await {
+        Ok(_) => {}
+        Err(_) => warn!(task_id = %task_id, "Task runner did not stop within 40 s."),
+    }
+}

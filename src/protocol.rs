@@ -1,0 +1,101 @@
+//! Messages between the server and its nodes (`/internal/v1/...`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Sent by a node when it starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Set by the server's supervisor for the nodes it starts; absent for nodes
+    /// started by hand, which get a fresh id.
+    pub node_id: Option<String>,
+    pub slot: Option<u32>,
+    pub pid: u32,
+    pub host: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub node_id: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// What a task runner on a node reports about itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskReport {
+    pub task_id: String,
+    pub generation: u64,
+    /// `starting`, `running`, `failing` or `stopped`.
+    pub state: String,
+    /// The latest error while `failing`.
+    pub error: Option<String>,
+    pub assigned_partitions: u32,
+    pub records_read: u64,
+    pub bytes_read: u64,
+    pub records_written: u64,
+    pub bytes_written: u64,
+    pub objects_written: u64,
+    pub objects_adopted: u64,
+    pub upload_retries: u64,
+    pub open_chunk_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub tasks: Vec<TaskReport>,
+    pub rss_bytes: u64,
+    pub buffered_bytes: u64,
+}
+
+/// The work the server assigns to every node of a connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The connector is being disabled: stop every task and exit.
+    pub stop: bool,
+    pub bootstrap_servers: String,
+    /// librdkafka settings for the instance: security and operator extras.
+    pub kafka: BTreeMap<String, String>,
+    pub session_timeout_ms: u64,
+    /// This node's share of the connector's bandwidth, in bytes per second.
+    pub read_bytes_per_second: u64,
+    pub memory_budget_bytes: u64,
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// One task as a node runs it. A change of `generation` means the task was
+/// restarted and its progress reset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    pub task_id: String,
+    pub task_name: String,
+    pub generation: u64,
+    pub topics: Vec<String>,
+    pub topics_regex: Option<String>,
+    pub sink: ObsSinkSpec,
+}
+
+/// The resolved `sink_task` of an `OBS_SINK` task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ObsSinkSpec {
+    pub consumer_strategy: String,
+    pub bucket: String,
+    pub obs_path: String,
+    pub partition_format: String,
+    pub record_delimiter: String,
+    pub store_keys: bool,
+    pub kv_delimiter: String,
+    pub deliver_time_interval_s: u64,
+    pub flush_size: u64,
+    pub part_size_bytes: u64,
+    pub timezone: String,
+    /// S3 endpoint; `None` selects the server's local bucket directory.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Root of the local buckets, used when `endpoint` is `None`.
+    pub local_root: Option<String>,
+}

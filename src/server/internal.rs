@@ -1,0 +1,208 @@
+//! Endpoints the nodes call: register, heartbeat, deregister. Authenticated
+//! with the connector's node token, which grants nothing else.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tracing::info;
+
+use super::error::{ApiError, ApiResult};
+use super::render::node_alive;
+use super::SharedState;
+use crate::protocol::{
+    HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
+};
+use crate::store::{Connector, Node, Task, now_ms};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/internal/v1/connectors/{connector_id}/nodes", post(node_register))
+        .route(
+            "/internal/v1/connectors/{connector_id}/nodes/{node_id}/heartbeat",
+            post(node_heartbeat),
+        )
+        .route(
+            "/internal/v1/connectors/{connector_id}/nodes/{node_id}/deregister",
+            post(node_deregister),
+        )
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "WEIR.00401001",
+        "Invalid node token for this connector; start the node with the token of its connector.",
+    )
+}
+
+/// Checks the bearer token against the connector's. A connector that no
+/// longer exists answers 410, which tells the node to exit.
+fn authorize(state: &SharedState, headers: &HeaderMap, connector_id: &str) -> ApiResult<Connector> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?;
+    let Some(connector) = state.store.connector(connector_id)? else {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "WEIR.00410001",
+            format!("Connector {connector_id} does not exist; the node should exit."),
+        ));
+    };
+    if bool::from(connector.token.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(connector)
+    } else {
+        Err(unauthorized())
+    }
+}
+
+async fn node_register(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(connector_id): Path<String>,
+    Json(request): Json<RegisterRequest>,
+) -> ApiResult<Json<RegisterResponse>> {
+    let connector = authorize(&state, &headers, &connector_id)?;
+    let node_id = request
+        .node_id
+        .clone()
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .unwrap_or_else(|| format!("{}-{}", &connector.id[..8.min(connector.id.len())], uuid::Uuid::new_v4().simple()));
+    let now = now_ms();
+    state.store.register_node(&Node {
+        id: node_id.clone(),
+        connector_id: connector.id.clone(),
+        slot: request.slot,
+        pid: request.pid,
+        host: request.host.clone(),
+        registered_at: now,
+        first_heartbeat: None,
+        last_heartbeat: now,
+        report: HeartbeatRequest::default(),
+    })?;
+    info!(connector_id = %connector.id, node_id = %node_id, pid = request.pid, host = %request.host, slot = ?request.slot, "Node registered.");
+    Ok(Json(RegisterResponse {
+        node_id,
+        heartbeat_interval_ms: state.config.nodes.heartbeat_interval_ms,
+    }))
+}
+
+async fn node_heartbeat(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((connector_id, node_id)): Path<(String, String)>,
+    Json(report): Json<HeartbeatRequest>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let connector = authorize(&state, &headers, &connector_id)?;
+    if !state.store.heartbeat(&node_id, &report)? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "WEIR.00404001",
+            format!("Node {node_id} is not registered; register again."),
+        ));
+    }
+    Ok(Json(assignment(&state, &connector)?))
+}
+
+async fn node_deregister(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((connector_id, node_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &headers, &connector_id)?;
+    state.store.remove_node(&node_id)?;
+    info!(connector_id = %connector_id, node_id = %node_id, "Node deregistered.");
+    Ok(Json(serde_json::json!({})))
+}
+
+/// Builds the work of every node of a connector.
+fn assignment(state: &SharedState, connector: &Connector) -> ApiResult<HeartbeatResponse> {
+    let instance = state
+        .store
+        .instance_by_id(&connector.instance_id)?
+        .ok_or_else(|| ApiError::no_instance(&connector.instance_id))?;
+    let now = now_ms();
+    let live = state
+        .store
+        .nodes_of(&connector.id)?
+        .iter()
+        .filter(|n| node_alive(state, n, now))
+        .count()
+        .max(1) as u64;
+    let bandwidth = state.config.specification_bytes(&connector.specification).unwrap_or(0);
+    let memory = connector
+        .spec_code
+        .as_deref()
+        .and_then(|code| state.config.memory_budget(code))
+        .unwrap_or(crate::config::DEFAULT_MEMORY_BUDGET);
+    let stopping = connector.state == "deleting";
+    let tasks = if stopping {
+        Vec::new()
+    } else {
+        state
+            .store
+            .tasks(&instance.id)?
+            .iter()
+            .filter(|t| t.desired == "RUNNING")
+            .filter_map(|t| task_spec(state, t))
+            .collect()
+    };
+    let mut kafka = crate::kafka::security_properties(&instance.security);
+    kafka.extend(state.config.nodes.kafka.clone());
+    Ok(HeartbeatResponse {
+        stop: stopping,
+        bootstrap_servers: instance.bootstrap_servers,
+        kafka,
+        session_timeout_ms: state.config.nodes.session_timeout_ms,
+        read_bytes_per_second: bandwidth / live,
+        memory_budget_bytes: memory,
+        tasks,
+    })
+}
+
+fn task_spec(state: &SharedState, task: &Task) -> Option<TaskSpec> {
+    let entity = task.entity.as_object()?;
+    if entity.get("sink_type")?.as_str()? != "OBS_SINK" {
+        return None;
+    }
+    let sink = entity.get("sink_task")?.as_object()?;
+    let text = |name: &str| sink.get(name).and_then(Value::as_str).map(str::to_string);
+    let number = |name: &str| sink.get(name).and_then(Value::as_u64);
+    let endpoint = text("obs_endpoint");
+    Some(TaskSpec {
+        task_id: task.id.clone(),
+        task_name: task.name.clone(),
+        generation: task.generation,
+        topics: entity
+            .get("topics")
+            .and_then(Value::as_str)
+            .map(|t| t.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        topics_regex: entity.get("topics_regex").and_then(Value::as_str).map(str::to_string),
+        sink: ObsSinkSpec {
+            consumer_strategy: text("consumer_strategy").unwrap_or_else(|| "latest".to_string()),
+            bucket: text("obs_bucket_name")?,
+            obs_path: text("obs_path").unwrap_or_default(),
+            partition_format: text("partition_format").unwrap_or_else(|| "yyyy/MM/dd/HH".to_string()),
+            record_delimiter: text("record_delimiter").unwrap_or_else(|| "\n".to_string()),
+            store_keys: sink.get("store_keys").and_then(Value::as_bool).unwrap_or(false),
+            kv_delimiter: text("kv_delimiter").unwrap_or_else(|| ":".to_string()),
+            deliver_time_interval_s: number("deliver_time_interval").unwrap_or(300),
+            flush_size: number("flush_size").unwrap_or(1_000_000),
+            part_size_bytes: number("obs_part_size").unwrap_or(5_242_880),
+            timezone: text("timezone").unwrap_or_else(|| state.config.server.timezone.clone()),
+            local_root: endpoint
+                .is_none()
+                .then(|| state.data_dir.join("buckets").to_string_lossy().into_owned()),
+            endpoint,
+            region: text("obs_region").unwrap_or_else(|| "us-east-1".to_string()),
+            path_style: sink.get("obs_path_style").and_then(Value::as_bool).unwrap_or(true),
+            access_key: text("access_key"),
+            secret_key: text("secret_key"),
+        },
+    })
+}

@@ -1,0 +1,210 @@
+//! Starts, watches and restarts the child-process nodes of every connector.
+//!
+//! Each connector has `node_cnt` slots; slot `n` of connector `C` is the node
+//! `C-n`. A slot is filled by a child process, or by a node that survived a
+//! server restart and still sends heartbeats: nodes keep moving data while
+//! the control plane is down, and a restarted server adopts them instead of
+//! starting duplicates.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+use tracing::{error, info, warn};
+
+use super::SharedState;
+use crate::store::{Connector, now_ms};
+
+struct Slot {
+    child: Option<Child>,
+    started: Instant,
+    failures: u32,
+    next_start: Instant,
+}
+
+pub struct Supervisor {
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn node_id(connector: &Connector, slot: u32) -> String {
+    format!("{}-{slot}", connector.id)
+}
+
+impl Supervisor {
+    pub fn start(state: SharedState) -> Self {
+        let slots = Arc::new(Mutex::new(HashMap::new()));
+        let loop_slots = Arc::clone(&slots);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if !state.config.nodes.spawn {
+                    continue;
+                }
+                let mut slots = loop_slots.lock().await;
+                if let Err(e) = reconcile(&state, &mut slots).await {
+                    warn!(error = %e, "Node supervision pass failed.");
+                }
+            }
+        });
+        Self { slots, task }
+    }
+
+    /// Stops every child node (SIGTERM, then SIGKILL after 15 s).
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let mut slots = self.slots.lock().await;
+        for (id, slot) in slots.iter_mut() {
+            if let Some(child) = slot.child.as_mut() {
+                terminate(id, child).await;
+            }
+        }
+    }
+}
+
+async fn terminate(node_id: &str, child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid this process started; no memory is involved.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+        Ok(Ok(status)) => info!(node_id, %status, "Node stopped."),
+        _ => {
+            warn!(node_id, "Node did not stop within 15 s; killing it.");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn backoff(state: &SharedState, failures: u32) -> Duration {
+    let initial = state.config.nodes.restart_backoff_initial_ms.max(1);
+    let max = state.config.nodes.restart_backoff_max_ms.max(initial);
+    Duration::from_millis(initial.saturating_mul(1 << failures.min(16)).min(max))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+}
+
+async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> anyhow::Result<()> {
+    let connectors = state.store.connectors()?;
+    let now = now_ms();
+    let dead_after = state.config.nodes.dead_after_ms as i64;
+    let mut wanted = std::collections::HashSet::new();
+    for connector in connectors.iter().filter(|c| c.state != "deleting") {
+        let nodes = state.store.nodes_of(&connector.id)?;
+        for index in 0..connector.node_cnt {
+            let id = node_id(connector, index);
+            wanted.insert(id.clone());
+            let known = nodes.iter().find(|n| n.id == id);
+            let slot = slots.entry(id.clone()).or_insert_with(|| Slot {
+                child: None,
+                started: Instant::now(),
+                failures: 0,
+                next_start: Instant::now(),
+            });
+            if let Some(child) = slot.child.as_mut() {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        slot.child = None;
+                        if slot.started.elapsed() > Duration::from_secs(60) {
+                            slot.failures = 0;
+                        }
+                        let delay = backoff(state, slot.failures);
+                        slot.failures += 1;
+                        slot.next_start = Instant::now() + delay;
+                        warn!(node_id = %id, %status, restart_in_ms = delay.as_millis() as u64, "Node exited; restarting it.");
+                    }
+                    Ok(None) => {
+                        let stale = known.is_none_or(|n| now - n.last_heartbeat > dead_after);
+                        if stale && slot.started.elapsed() > Duration::from_millis(dead_after as u64) {
+                            warn!(node_id = %id, "Node sent no heartbeat within the dead-after time; killing it.");
+                            let _ = child.kill().await;
+                            slot.child = None;
+                            slot.next_start = Instant::now();
+                        }
+                    }
+                    Err(e) => warn!(node_id = %id, error = %e, "Checking a node process failed."),
+                }
+                continue;
+            }
+            // No child of ours: a node from before a server restart may hold the slot.
+            if let Some(node) = known {
+                let local = node.host == state.hostname;
+                if now - node.last_heartbeat <= dead_after && (!local || pid_alive(node.pid)) {
+                    continue;
+                }
+                if local && pid_alive(node.pid) {
+                    warn!(node_id = %id, pid = node.pid, "Adopted node stopped sending heartbeats; killing it.");
+                    // SAFETY: kill(2) on a pid the store records for this slot on this host.
+                    unsafe {
+                        libc::kill(node.pid as libc::pid_t, libc::SIGKILL);
+                    }
+                }
+            }
+            if Instant::now() >= slot.next_start {
+                match spawn(state, connector, index, &id) {
+                    Ok(child) => {
+                        info!(node_id = %id, connector_id = %connector.id, pid = child.id().unwrap_or(0), "Node started.");
+                        slot.child = Some(child);
+                        slot.started = Instant::now();
+                    }
+                    Err(e) => {
+                        let delay = backoff(state, slot.failures);
+                        slot.failures += 1;
+                        slot.next_start = Instant::now() + delay;
+                        error!(node_id = %id, error = %e, "Starting a node failed.");
+                    }
+                }
+            }
+        }
+    }
+    let unwanted: Vec<String> = slots.keys().filter(|id| !wanted.contains(*id)).cloned().collect();
+    for id in unwanted {
+        if let Some(mut slot) = slots.remove(&id) {
+            if let Some(child) = slot.child.as_mut() {
+                // Nodes of a connector being deleted also receive `stop` in
+                // their heartbeat response and exit by themselves.
+                terminate(&id, child).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spawn(state: &SharedState, connector: &Connector, slot: u32, id: &str) -> anyhow::Result<Child> {
+    let binary = match &state.config.nodes.binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
+    };
+    let logs = state.data_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_path = logs.join(format!("node-{id}.log"));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let child = Command::new(binary)
+        .arg("node")
+        .arg("--server")
+        .arg(&state.public_url)
+        .arg("--connector")
+        .arg(&connector.id)
+        .arg("--node-id")
+        .arg(id)
+        .arg("--slot")
+        .arg(slot.to_string())
+        // The token goes through the environment so that it does not show in
+        // process listings.
+        .env("WEIR_NODE_TOKEN", &connector.token)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(false)
+        .spawn()?;
+    Ok(child)
+}

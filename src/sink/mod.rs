@@ -1,0 +1,3 @@
+//! Sinks that nodes write records to.
+
+pub mod obs;

@@ -1,0 +1,831 @@
+//! Persistent state in SQLite: instances, connectors, tasks, jobs, nodes and keys.
+//!
+//! Every state change is one transaction, and nothing the API reports lives
+//! only in memory, so a server killed at any moment starts again where it was.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::config::InstanceSecurity;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE keys (
+    access_key TEXT PRIMARY KEY,
+    secret_key TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    bootstrap_servers TEXT NOT NULL,
+    specification TEXT NOT NULL,
+    broker_num INTEGER NOT NULL,
+    security TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE connectors (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL UNIQUE,
+    node_cnt INTEGER NOT NULL,
+    specification TEXT NOT NULL,
+    spec_code TEXT,
+    token TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    desired TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    restarting INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (instance_id, name)
+);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    steps TEXT NOT NULL,
+    reason TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX jobs_instance ON jobs (instance_id, created_at);
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    connector_id TEXT NOT NULL,
+    slot INTEGER,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    first_heartbeat INTEGER,
+    last_heartbeat INTEGER NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE group_deletions (
+    group_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#];
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub bootstrap_servers: String,
+    pub specification: String,
+    pub broker_num: u32,
+    pub security: InstanceSecurity,
+    pub status: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub id: String,
+    pub instance_id: String,
+    pub node_cnt: u32,
+    pub specification: String,
+    pub spec_code: Option<String>,
+    pub token: String,
+    /// `creating`, `running` or `deleting`.
+    pub state: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    /// The stored request: every field of the task, secrets included.
+    pub entity: serde_json::Value,
+    /// `RUNNING`, `PAUSED` or `WAITING`.
+    pub desired: String,
+    pub generation: u64,
+    pub restarting: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobStep {
+    pub name: String,
+    /// `WAITING`, `IN_PROGRESS`, `COMPLETED` or `FAILED`.
+    pub statue: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub params: String,
+    pub status: String,
+    pub step: u32,
+    pub steps: Vec<JobStep>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub connector_id: String,
+    pub slot: Option<u32>,
+    pub pid: u32,
+    pub host: String,
+    pub registered_at: i64,
+    pub first_heartbeat: Option<i64>,
+    pub last_heartbeat: i64,
+    pub report: crate::protocol::HeartbeatRequest,
+}
+
+/// Why a state change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum Conflict {
+    #[error("instance {0} does not exist")]
+    NoInstance(String),
+    #[error("instance {id} is {status}")]
+    InstanceBusy { id: String, status: String },
+    #[error("instance {0} already has a connector")]
+    ConnectorExists(String),
+    #[error("instance {0} has no connector")]
+    NoConnector(String),
+    #[error("instance {0} still has {1} tasks")]
+    TasksRemain(String, u64),
+    #[error("a task named {0:?} already exists")]
+    DuplicateName(String),
+    #[error("the instance has {0} tasks, the maximum")]
+    Quota(u64),
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
+
+fn from_json<T: for<'de> Deserialize<'de> + Default>(text: &str) -> T {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
+    Ok(Instance {
+        id: row.get(0)?,
+        project_id: row.get(1)?,
+        name: row.get(2)?,
+        bootstrap_servers: row.get(3)?,
+        specification: row.get(4)?,
+        broker_num: row.get(5)?,
+        security: from_json(&row.get::<_, String>(6)?),
+        status: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
+
+fn connector_from_row(row: &Row<'_>) -> rusqlite::Result<Connector> {
+    Ok(Connector {
+        id: row.get(0)?,
+        instance_id: row.get(1)?,
+        node_cnt: row.get(2)?,
+        specification: row.get(3)?,
+        spec_code: row.get(4)?,
+        token: row.get(5)?,
+        state: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let entity: String = row.get(3)?;
+    Ok(Task {
+        id: row.get(0)?,
+        instance_id: row.get(1)?,
+        name: row.get(2)?,
+        entity: serde_json::from_str(&entity).unwrap_or(serde_json::Value::Null),
+        desired: row.get(4)?,
+        generation: row.get::<_, i64>(5)?.max(0) as u64,
+        restarting: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let steps: String = row.get(6)?;
+    Ok(Job {
+        id: row.get(0)?,
+        instance_id: row.get(1)?,
+        name: row.get(2)?,
+        params: row.get(3)?,
+        status: row.get(4)?,
+        step: row.get(5)?,
+        steps: serde_json::from_str(&steps).unwrap_or_default(),
+        reason: row.get(7)?,
+        created_at: row.get(8)?,
+        updated_at: row.get(9)?,
+    })
+}
+
+fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
+    Ok(Node {
+        id: row.get(0)?,
+        connector_id: row.get(1)?,
+        slot: row.get(2)?,
+        pid: row.get(3)?,
+        host: row.get(4)?,
+        registered_at: row.get(5)?,
+        first_heartbeat: row.get(6)?,
+        last_heartbeat: row.get(7)?,
+        report: from_json(&row.get::<_, String>(8)?),
+    })
+}
+
+const INSTANCE_COLUMNS: &str =
+    "id, project_id, name, bootstrap_servers, specification, broker_num, security, status, created_at";
+const CONNECTOR_COLUMNS: &str =
+    "id, instance_id, node_cnt, specification, spec_code, token, state, created_at";
+const TASK_COLUMNS: &str =
+    "id, instance_id, name, entity, desired, generation, restarting, created_at";
+const JOB_COLUMNS: &str =
+    "id, instance_id, name, params, status, step, steps, reason, created_at, updated_at";
+const NODE_COLUMNS: &str =
+    "id, connector_id, slot, pid, host, registered_at, first_heartbeat, last_heartbeat, report";
+
+/// Maximum number of tasks per instance, as in the DMS console.
+pub const MAX_TASKS: u64 = 18;
+
+impl Store {
+    /// Opens (or creates) `DIR/weir.db` and applies pending migrations.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            anyhow::anyhow!("creating data directory {} failed: {e}", data_dir.display())
+        })?;
+        let path = data_dir.join("weir.db");
+        let conn = Connection::open(&path)
+            .map_err(|e| anyhow::anyhow!("opening store {} failed: {e}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held leaves SQLite consistent (every change
+        // is a transaction), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // Keys
+
+    pub fn insert_key(&self, access_key: &str, secret_key: &str, project_id: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO keys (access_key, secret_key, project_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![access_key, secret_key, project_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Returns the secret key and project of an access key.
+    pub fn find_key(&self, access_key: &str) -> rusqlite::Result<Option<(String, String)>> {
+        self.conn()
+            .query_row(
+                "SELECT secret_key, project_id FROM keys WHERE access_key = ?1",
+                [access_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+    }
+
+    pub fn key_count(&self) -> rusqlite::Result<u64> {
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+    }
+
+    // Instances
+
+    /// Inserts an instance unless one with its id exists. Returns whether it was inserted.
+    pub fn insert_instance(&self, instance: &Instance) -> rusqlite::Result<bool> {
+        let changed = self.conn().execute(
+            &format!("INSERT OR IGNORE INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                instance.id,
+                instance.project_id,
+                instance.name,
+                instance.bootstrap_servers,
+                instance.specification,
+                instance.broker_num,
+                json(&instance.security),
+                instance.status,
+                instance.created_at
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    pub fn instance(&self, project_id: &str, id: &str) -> rusqlite::Result<Option<Instance>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1 AND project_id = ?2"),
+                [id, project_id],
+                instance_from_row,
+            )
+            .optional()
+    }
+
+    pub fn instance_by_id(&self, id: &str) -> rusqlite::Result<Option<Instance>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
+                [id],
+                instance_from_row,
+            )
+            .optional()
+    }
+
+    pub fn instances(&self, project_id: &str) -> rusqlite::Result<Vec<Instance>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE project_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([project_id], instance_from_row)?;
+        rows.collect()
+    }
+
+    // Connectors and their jobs
+
+    /// Creates a connector and its job, and marks the instance `EXTENDING`, in one transaction.
+    pub fn begin_create_connector(&self, connector: &Connector, job: &Job) -> Result<(), Conflict> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM instances WHERE id = ?1", [&connector.instance_id], |r| r.get(0))
+            .optional()?;
+        let status = status.ok_or_else(|| Conflict::NoInstance(connector.instance_id.clone()))?;
+        if status != "RUNNING" {
+            return Err(Conflict::InstanceBusy { id: connector.instance_id.clone(), status });
+        }
+        let exists: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM connectors WHERE instance_id = ?1",
+            [&connector.instance_id],
+            |r| r.get(0),
+        )?;
+        if exists > 0 {
+            return Err(Conflict::ConnectorExists(connector.instance_id.clone()));
+        }
+        tx.execute(
+            &format!("INSERT INTO connectors ({CONNECTOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                connector.id,
+                connector.instance_id,
+                connector.node_cnt,
+                connector.specification,
+                connector.spec_code,
+                connector.token,
+                connector.state,
+                connector.created_at
+            ],
+        )?;
+        insert_job(&tx, job)?;
+        tx.execute("UPDATE instances SET status = 'EXTENDING' WHERE id = ?1", [&connector.instance_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks the connector of an instance `deleting`, the instance
+    /// `CONNECTOR_DELETING`, and records the job, in one transaction.
+    pub fn begin_delete_connector(&self, instance_id: &str, job: &Job) -> Result<(), Conflict> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM instances WHERE id = ?1", [instance_id], |r| r.get(0))
+            .optional()?;
+        let status = status.ok_or_else(|| Conflict::NoInstance(instance_id.to_string()))?;
+        if status != "RUNNING" {
+            return Err(Conflict::InstanceBusy { id: instance_id.to_string(), status });
+        }
+        let connectors: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM connectors WHERE instance_id = ?1",
+            [instance_id],
+            |r| r.get(0),
+        )?;
+        if connectors == 0 {
+            return Err(Conflict::NoConnector(instance_id.to_string()));
+        }
+        let tasks: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE instance_id = ?1", [instance_id], |r| r.get(0))?;
+        if tasks > 0 {
+            return Err(Conflict::TasksRemain(instance_id.to_string(), tasks.max(0) as u64));
+        }
+        tx.execute("UPDATE connectors SET state = 'deleting' WHERE instance_id = ?1", [instance_id])?;
+        insert_job(&tx, job)?;
+        tx.execute("UPDATE instances SET status = 'CONNECTOR_DELETING' WHERE id = ?1", [instance_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Ends a connector job: sets the job's final state, the connector's state
+    /// (or removes the connector) and returns the instance to `RUNNING`.
+    pub fn finish_connector_job(
+        &self,
+        job: &Job,
+        connector_id: &str,
+        connector_outcome: ConnectorOutcome,
+    ) -> rusqlite::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        update_job(&tx, job)?;
+        match connector_outcome {
+            ConnectorOutcome::Running => {
+                tx.execute("UPDATE connectors SET state = 'running' WHERE id = ?1", [connector_id])?;
+            }
+            ConnectorOutcome::Removed => {
+                tx.execute("DELETE FROM nodes WHERE connector_id = ?1", [connector_id])?;
+                tx.execute("DELETE FROM connectors WHERE id = ?1", [connector_id])?;
+            }
+        }
+        tx.execute("UPDATE instances SET status = 'RUNNING' WHERE id = ?1", [&job.instance_id])?;
+        tx.commit()
+    }
+
+    pub fn connector_of(&self, instance_id: &str) -> rusqlite::Result<Option<Connector>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE instance_id = ?1"),
+                [instance_id],
+                connector_from_row,
+            )
+            .optional()
+    }
+
+    pub fn connector(&self, id: &str) -> rusqlite::Result<Option<Connector>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE id = ?1"),
+                [id],
+                connector_from_row,
+            )
+            .optional()
+    }
+
+    pub fn connectors(&self) -> rusqlite::Result<Vec<Connector>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {CONNECTOR_COLUMNS} FROM connectors ORDER BY created_at"))?;
+        let rows = stmt.query_map([], connector_from_row)?;
+        rows.collect()
+    }
+
+    // Tasks
+
+    /// Inserts a task unless its name is taken or the instance is at its quota.
+    pub fn insert_task(&self, task: &Task) -> Result<(), Conflict> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE instance_id = ?1", [&task.instance_id], |r| r.get(0))?;
+        let same_name: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE instance_id = ?1 AND name = ?2",
+            [&task.instance_id, &task.name],
+            |r| r.get(0),
+        )?;
+        if same_name > 0 {
+            return Err(Conflict::DuplicateName(task.name.clone()));
+        }
+        if count.max(0) as u64 >= MAX_TASKS {
+            return Err(Conflict::Quota(MAX_TASKS));
+        }
+        tx.execute(
+            &format!("INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                task.id,
+                task.instance_id,
+                task.name,
+                task.entity.to_string(),
+                task.desired,
+                task.generation as i64,
+                task.restarting,
+                task.created_at
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn task(&self, instance_id: &str, id: &str) -> rusqlite::Result<Option<Task>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE instance_id = ?1 AND id = ?2"),
+                [instance_id, id],
+                task_from_row,
+            )
+            .optional()
+    }
+
+    pub fn tasks(&self, instance_id: &str) -> rusqlite::Result<Vec<Task>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE instance_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([instance_id], task_from_row)?;
+        rows.collect()
+    }
+
+    /// Writes the desired state, generation, restart flag and entity of a task.
+    pub fn update_task(&self, task: &Task) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "UPDATE tasks SET entity = ?1, desired = ?2, generation = ?3, restarting = ?4 WHERE id = ?5",
+            params![task.entity.to_string(), task.desired, task.generation as i64, task.restarting, task.id],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a task and queues the removal of its consumer groups.
+    pub fn delete_task(&self, task: &Task, groups: &[String]) -> rusqlite::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM tasks WHERE id = ?1", [&task.id])?;
+        for group in groups {
+            tx.execute(
+                "INSERT OR IGNORE INTO group_deletions (group_id, instance_id, created_at) VALUES (?1, ?2, ?3)",
+                params![group, task.instance_id, now_ms()],
+            )?;
+        }
+        tx.commit()
+    }
+
+    pub fn queue_group_deletion(&self, instance_id: &str, group: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO group_deletions (group_id, instance_id, created_at) VALUES (?1, ?2, ?3)",
+            params![group, instance_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Returns queued consumer-group removals as (group, instance id, queued at).
+    pub fn group_deletions(&self) -> rusqlite::Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT group_id, instance_id, created_at FROM group_deletions")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
+    pub fn remove_group_deletion(&self, group: &str) -> rusqlite::Result<()> {
+        self.conn().execute("DELETE FROM group_deletions WHERE group_id = ?1", [group])?;
+        Ok(())
+    }
+
+    // Jobs
+
+    pub fn job(&self, instance_id: &str, id: &str) -> rusqlite::Result<Option<Job>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE instance_id = ?1 AND id = ?2"),
+                [instance_id, id],
+                job_from_row,
+            )
+            .optional()
+    }
+
+    /// Returns the jobs of an instance created between `begin` and `end` (ms), oldest first.
+    pub fn jobs(&self, instance_id: &str, begin: Option<i64>, end: Option<i64>) -> rusqlite::Result<Vec<Job>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE instance_id = ?1 AND created_at >= ?2 AND created_at <= ?3 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map(
+            params![instance_id, begin.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX)],
+            job_from_row,
+        )?;
+        rows.collect()
+    }
+
+    pub fn executing_jobs(&self) -> rusqlite::Result<Vec<Job>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('CREATED', 'EXECUTING') ORDER BY created_at"
+        ))?;
+        let rows = stmt.query_map([], job_from_row)?;
+        rows.collect()
+    }
+
+    pub fn update_job(&self, job: &Job) -> rusqlite::Result<()> {
+        update_job(&self.conn(), job)
+    }
+
+    pub fn delete_job(&self, id: &str) -> rusqlite::Result<()> {
+        self.conn().execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    // Nodes
+
+    /// Records a node's registration, replacing an earlier one with the same id.
+    pub fn register_node(&self, node: &Node) -> rusqlite::Result<()> {
+        self.conn().execute(
+            &format!("INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                node.id,
+                node.connector_id,
+                node.slot,
+                node.pid,
+                node.host,
+                node.registered_at,
+                node.first_heartbeat,
+                node.last_heartbeat,
+                json(&node.report)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a heartbeat. Returns false when the node is not registered.
+    pub fn heartbeat(&self, node_id: &str, report: &crate::protocol::HeartbeatRequest) -> rusqlite::Result<bool> {
+        let now = now_ms();
+        let changed = self.conn().execute(
+            "UPDATE nodes SET last_heartbeat = ?1, first_heartbeat = COALESCE(first_heartbeat, ?1), report = ?2 WHERE id = ?3",
+            params![now, json(report), node_id],
+        )?;
+        Ok(changed == 1)
+    }
+
+    pub fn nodes_of(&self, connector_id: &str) -> rusqlite::Result<Vec<Node>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE connector_id = ?1 ORDER BY slot, registered_at"
+        ))?;
+        let rows = stmt.query_map([connector_id], node_from_row)?;
+        rows.collect()
+    }
+
+    pub fn remove_node(&self, node_id: &str) -> rusqlite::Result<()> {
+        self.conn().execute("DELETE FROM nodes WHERE id = ?1", [node_id])?;
+        Ok(())
+    }
+}
+
+/// What a finished connector job does with the connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorOutcome {
+    Running,
+    Removed,
+}
+
+fn insert_job(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            job.id,
+            job.instance_id,
+            job.name,
+            job.params,
+            job.status,
+            job.step,
+            json(&job.steps),
+            job.reason,
+            job.created_at,
+            job.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+fn update_job(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET status = ?1, step = ?2, steps = ?3, reason = ?4, updated_at = ?5 WHERE id = ?6",
+        params![job.status, job.step, json(&job.steps), job.reason, now_ms(), job.id],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(id: &str) -> Instance {
+        Instance {
+            id: id.to_string(),
+            project_id: "p".to_string(),
+            name: "k".to_string(),
+            bootstrap_servers: "127.0.0.1:9092".to_string(),
+            specification: "100MB".to_string(),
+            broker_num: 3,
+            security: InstanceSecurity::default(),
+            status: "RUNNING".to_string(),
+            created_at: 1,
+        }
+    }
+
+    fn connector(instance_id: &str) -> Connector {
+        Connector {
+            id: format!("c-{instance_id}"),
+            instance_id: instance_id.to_string(),
+            node_cnt: 2,
+            specification: "100MB".to_string(),
+            spec_code: None,
+            token: "t".to_string(),
+            state: "creating".to_string(),
+            created_at: 1,
+        }
+    }
+
+    fn job(id: &str, instance_id: &str) -> Job {
+        Job {
+            id: id.to_string(),
+            instance_id: instance_id.to_string(),
+            name: "createConnector".to_string(),
+            params: "{}".to_string(),
+            status: "EXECUTING".to_string(),
+            step: 0,
+            steps: Vec::new(),
+            reason: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[test]
+    fn create_connector_marks_instance_extending_and_rejects_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert!(store.insert_instance(&instance("i1")).expect("insert"));
+        store.begin_create_connector(&connector("i1"), &job("j1", "i1")).expect("create");
+        let status = store.instance("p", "i1").expect("read").expect("exists").status;
+        assert_eq!(status, "EXTENDING");
+        let busy = store.begin_create_connector(&connector("i1"), &job("j2", "i1"));
+        assert!(matches!(busy, Err(Conflict::InstanceBusy { .. })), "{busy:?}");
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.insert_instance(&instance("i1")).expect("insert");
+            store.begin_create_connector(&connector("i1"), &job("j1", "i1")).expect("create");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let jobs = store.executing_jobs().expect("jobs");
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].id, "j1");
+        assert!(store.connector_of("i1").expect("read").is_some());
+    }
+
+    #[test]
+    fn duplicate_task_name_is_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let task = Task {
+            id: "t1".to_string(),
+            instance_id: "i1".to_string(),
+            name: "dump-1".to_string(),
+            entity: serde_json::json!({}),
+            desired: "RUNNING".to_string(),
+            generation: 0,
+            restarting: false,
+            created_at: 1,
+        };
+        store.insert_task(&task).expect("insert");
+        let again = Task { id: "t2".to_string(), ..task };
+        assert!(matches!(store.insert_task(&again), Err(Conflict::DuplicateName(_))));
+    }
+
+    #[test]
+    fn other_project_does_not_see_instance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.insert_instance(&instance("i1")).expect("insert");
+        assert!(store.instance("other", "i1").expect("read").is_none());
+        assert!(store.instances("other").expect("list").is_empty());
+    }
+}
