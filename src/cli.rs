@@ -1,8 +1,8 @@
 //! Client subcommands: signed calls to the DMS for Kafka v2 API and the admin endpoints
 //! of a Weir server.
 //!
-//! Every verb maps to one HTTP request. Text output is a table or `key: value` lines;
-//! `--output json` prints the response body as the server sent it.
+//! Every verb maps to one HTTP request. Text output is a table or `key: value` lines,
+//! and `--output json` prints the response body as the server sent it.
 
 use std::fmt;
 use std::io::Read;
@@ -33,13 +33,19 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Connection and output options shared by every client subcommand.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Client options")]
 pub struct ClientOptions {
     /// Base URL of the Weir server.
-    #[arg(long, global = true, env = "WEIR_ENDPOINT", default_value = DEFAULT_ENDPOINT,
-          value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_ENDPOINT",
+        default_value = DEFAULT_ENDPOINT,
+        value_name = "URL"
+    )]
     pub endpoint: String,
 
-    /// Project ID that owns the resources; required by every call under /v2.
+    /// Project ID that owns the resources. Every call under /v2 requires it.
     #[arg(
         long,
         global = true,
@@ -150,7 +156,7 @@ pub enum ConnectorCommand {
     Create(ConnectorCreateArgs),
     /// Show the Smart Connect fields of an instance and its connector nodes.
     Show(InstanceArg),
-    /// Disable Smart Connect on an instance; its tasks must be deleted first.
+    /// Disable Smart Connect on an instance. Delete its tasks first.
     Delete(InstanceArg),
     /// Print the token that a node started by hand needs to join the connector.
     Token(InstanceArg),
@@ -193,7 +199,7 @@ pub enum TaskCommand {
     Pause(TaskArgs),
     /// Resume a paused task.
     Resume(TaskArgs),
-    /// Start a waiting task, or restart a task; this resets its progress.
+    /// Start a waiting task or restart a task, which resets its progress.
     Restart(TaskArgs),
     /// Delete a task.
     Delete(TaskArgs),
@@ -262,7 +268,7 @@ pub struct ObsSinkFlags {
     /// Destination bucket.
     #[arg(long, required_unless_present = "file")]
     pub bucket: Option<String>,
-    /// Directory in the bucket; `/` separates levels.
+    /// Directory in the bucket, with `/` between levels.
     #[arg(long)]
     pub path: Option<String>,
     /// Time directory layout of the objects.
@@ -279,13 +285,13 @@ pub struct ObsSinkFlags {
     #[arg(long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u32).range(30..=900))]
     pub deliver_time_interval: Option<u32>,
-    /// Where to start when the task has no committed offset.
+    /// Start position for partitions without a committed offset.
     #[arg(long, value_parser = ["latest", "earliest"])]
     pub consumer_strategy: Option<String>,
     /// Create the task in the WAITING state instead of starting it.
     #[arg(long)]
     pub start_later: bool,
-    /// S3 endpoint URL; without it the server writes to its local bucket directory.
+    /// S3 endpoint URL. Without it, the server writes to its local bucket directory.
     #[arg(long, value_name = "URL")]
     pub obs_endpoint: Option<String>,
     /// S3 region.
@@ -411,7 +417,7 @@ impl ApiCall {
     }
 }
 
-/// How the text output presents a response.
+/// Presentation of a response in text output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum View {
     /// `key: value` lines of the whole response, nested objects as dotted keys.
@@ -547,11 +553,8 @@ fn plan_task(command: TaskCommand, project: Option<&str>) -> anyhow::Result<ApiC
         format!("/v2/{project}/instances/{instance}/connector/tasks")
     };
     let task_path = |args: &TaskArgs| {
-        format!(
-            "{}/{}",
-            tasks_path(&args.instance),
-            encode_segment(&args.task)
-        )
+        let task = encode_segment(&args.task);
+        format!("{}/{task}", tasks_path(&args.instance))
     };
 
     let call = match command {
@@ -571,11 +574,8 @@ fn plan_task(command: TaskCommand, project: Option<&str>) -> anyhow::Result<ApiC
         }
         TaskCommand::Show(args) => ApiCall::new(Method::GET, task_path(&args), View::KeyValues),
         TaskCommand::Modify(args) => {
-            let path = format!(
-                "{}/{}",
-                tasks_path(&args.instance),
-                encode_segment(&args.task)
-            );
+            let task = encode_segment(&args.task);
+            let path = format!("{}/{task}", tasks_path(&args.instance));
             ApiCall::new(Method::PUT, path, View::KeyValues).with_body(read_json_file(&args.file)?)
         }
         TaskCommand::Pause(args) => ApiCall::new(
@@ -615,11 +615,8 @@ fn plan_job(command: JobCommand, project: Option<&str>) -> anyhow::Result<ApiCal
         format!("/v2/{project}/instances/{instance}/tasks")
     };
     let job_path = |args: &JobArgs| {
-        format!(
-            "{}/{}",
-            jobs_path(&args.instance),
-            encode_segment(&args.job)
-        )
+        let job = encode_segment(&args.job);
+        format!("{}/{job}", jobs_path(&args.instance))
     };
 
     let call = match command {
@@ -659,8 +656,9 @@ fn push_some(query: &mut Vec<(String, String)>, key: &str, value: Option<impl To
     }
 }
 
-/// Builds a CreateConnectorTask body for an OBS_SINK task from the flags. Only the flags
-/// that were given are sent, so the server applies its defaults to the rest.
+/// Builds a CreateConnectorTask body for an OBS_SINK task from the flags. Optional flags
+/// that were not given are left out, so the server applies its defaults. `store_keys` is
+/// always sent, and `destination_file_type` is always `TEXT`, its only valid value.
 fn obs_sink_task_body(flags: &ObsSinkFlags) -> anyhow::Result<Value> {
     let name = flags
         .name
@@ -717,7 +715,7 @@ fn obs_sink_task_body(flags: &ObsSinkFlags) -> anyhow::Result<Value> {
 }
 
 /// Reads a JSON request body from a file, or from standard input for `-`. The bytes are
-/// sent as they are; parsing them only catches a broken file before the request.
+/// sent unchanged. Parsing them only catches a broken file before the request is sent.
 fn read_json_file(file: &str) -> anyhow::Result<Vec<u8>> {
     let bytes = if file == "-" {
         let mut bytes = Vec::new();
@@ -746,22 +744,8 @@ struct ApiClient {
 impl ApiClient {
     fn new(options: &ClientOptions) -> anyhow::Result<Self> {
         let endpoint = parse_endpoint(&options.endpoint)?;
-        let access_key = options
-            .ak
-            .as_deref()
-            .filter(|key| !key.is_empty())
-            .context(
-                "missing access key: pass --ak or set WEIR_ACCESS_KEY \
-             (a new server writes one to DATA_DIR/initial-key.json)",
-            )?;
-        let secret_key = options
-            .sk
-            .as_deref()
-            .filter(|key| !key.is_empty())
-            .context(
-                "missing secret key: pass --sk or set WEIR_SECRET_KEY \
-             (a new server writes one to DATA_DIR/initial-key.json)",
-            )?;
+        let access_key = require_key(&options.ak, "access key", "--ak", "WEIR_ACCESS_KEY")?;
+        let secret_key = require_key(&options.sk, "secret key", "--sk", "WEIR_SECRET_KEY")?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -847,9 +831,9 @@ impl ApiClient {
         let cause = root_cause(error);
         if error.is_connect() {
             anyhow!(
-                "could not connect to the Weir server at {}: {cause}; check --endpoint \
+                "could not connect to the Weir server at {}: {cause}. Check --endpoint \
                  (or WEIR_ENDPOINT) and that the server is running",
-                self.endpoint
+                self.endpoint.as_str().trim_end_matches('/')
             )
         } else if error.is_timeout() {
             anyhow!(
@@ -859,6 +843,21 @@ impl ApiClient {
         } else {
             anyhow!("request to {url} failed: {cause}")
         }
+    }
+}
+
+fn require_key<'a>(
+    value: &'a Option<String>,
+    name: &str,
+    flag: &str,
+    variable: &str,
+) -> anyhow::Result<&'a str> {
+    match value.as_deref() {
+        Some(key) if !key.is_empty() => Ok(key),
+        _ => bail!(
+            "missing {name}: pass {flag} or set {variable} \
+             (a new server writes one to DATA_DIR/initial-key.json)"
+        ),
     }
 }
 
@@ -946,9 +945,9 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Finds the error code and message in an error body. Like the Python SDK, this accepts
-/// the pairs `error_code`/`error_msg`, `errorCode`/`errorMsg` and `code`/`message`, at
-/// the top level or in an object one level down.
+/// Finds the error code and message in an error body: the pair `error_code`/`error_msg`,
+/// `errorCode`/`errorMsg` or `code`/`message`, at the top level or in an object one level
+/// down.
 fn find_error_fields(body: &Value) -> Option<(String, Option<String>)> {
     const PAIRS: [(&str, &str); 3] = [
         ("error_code", "error_msg"),
@@ -1283,11 +1282,11 @@ fn format_job_table(response: &Value) -> String {
 }
 
 fn format_progress(response: &Value) -> String {
-    let mut text = format!(
-        "progress_percentage: {}\nremain_time:         {}\n",
-        cell(response.get("progress_percentage")),
-        cell(response.get("remain_time"))
-    );
+    let entries: Vec<(String, String)> = ["progress_percentage", "remain_time"]
+        .iter()
+        .map(|key| ((*key).to_owned(), cell(response.get(*key))))
+        .collect();
+    let mut text = format_entries(&entries);
     let rows: Vec<Vec<String>> = array_field(response, "step_list")
         .iter()
         .map(|step| {
@@ -1329,24 +1328,32 @@ mod tests {
         command: ClientCommand,
     }
 
-    fn parse(args: &[&str]) -> Result<TestCli, clap::Error> {
+    fn parse_words(args: &[&str]) -> Result<TestCli, clap::Error> {
         TestCli::try_parse_from(std::iter::once("weir").chain(args.iter().copied()))
     }
 
-    fn parse_ok(args: &[&str]) -> TestCli {
-        parse(args).unwrap_or_else(|error| panic!("{args:?} failed to parse: {error}"))
+    /// Parses a command line whose arguments are separated by spaces.
+    fn parse_ok(line: &str) -> TestCli {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        parse_words(&args).unwrap_or_else(|error| panic!("{line:?} failed to parse: {error}"))
     }
 
-    fn parse_error_kind(args: &[&str]) -> ErrorKind {
-        match parse(args) {
-            Ok(cli) => panic!("{args:?} parsed as {:?}", cli.command),
+    fn parse_error_kind(line: &str) -> ErrorKind {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        match parse_words(&args) {
+            Ok(cli) => panic!("{line:?} parsed as {:?}", cli.command),
             Err(error) => error.kind(),
         }
     }
 
-    fn plan_args(args: &[&str]) -> ApiCall {
-        let cli = parse_ok(args);
+    fn plan_words(args: &[&str]) -> ApiCall {
+        let cli = parse_words(args).unwrap_or_else(|error| panic!("{args:?}: {error}"));
         plan(cli.command, Some(PROJECT)).unwrap_or_else(|error| panic!("{args:?}: {error:#}"))
+    }
+
+    fn plan_args(line: &str) -> ApiCall {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        plan_words(&args)
     }
 
     fn body_json(call: &ApiCall) -> Value {
@@ -1361,22 +1368,9 @@ mod tests {
 
     #[test]
     fn parse_global_flags_after_subcommand() {
-        let cli = parse_ok(&[
-            "task",
-            "list",
-            "--instance",
-            "i-1",
-            "--project",
-            "p-1",
-            "--ak",
-            "AK",
-            "--sk",
-            "SK",
-            "--output",
-            "json",
-            "--endpoint",
-            "http://127.0.0.1:9000",
-        ]);
+        let cli = parse_ok(
+            "task list --instance i-1 --project p-1 --ak AK --sk SK --output json --endpoint http://127.0.0.1:9000",
+        );
 
         assert_eq!(cli.options.project.as_deref(), Some("p-1"));
         assert_eq!(cli.options.ak.as_deref(), Some("AK"));
@@ -1393,7 +1387,7 @@ mod tests {
 
     #[test]
     fn parse_default_endpoint_and_output() {
-        let cli = parse_ok(&["instance", "list"]);
+        let cli = parse_ok("instance list");
 
         if std::env::var_os("WEIR_ENDPOINT").is_none() {
             assert_eq!(cli.options.endpoint, DEFAULT_ENDPOINT);
@@ -1403,20 +1397,10 @@ mod tests {
 
     #[test]
     fn parse_instance_add() {
-        let cli = parse_ok(&[
-            "instance",
-            "add",
-            "--project",
-            PROJECT,
-            "--name",
-            "kafka-1",
-            "--bootstrap-servers",
-            "127.0.0.1:9092",
-            "--specification",
-            "100MB",
-            "--broker-num",
-            "3",
-        ]);
+        let cli = parse_ok(&format!(
+            "instance add --project {PROJECT} --name kafka-1 --bootstrap-servers 127.0.0.1:9092 \
+             --specification 100MB --broker-num 3"
+        ));
 
         let ClientCommand::Instance(InstanceCommand::Add(args)) = cli.command else {
             panic!("expected instance add, got {:?}", cli.command);
@@ -1430,224 +1414,173 @@ mod tests {
 
     #[test]
     fn parse_task_create_rules() {
-        let base = ["task", "create", "--instance", "i-1"];
-        let with = |extra: &[&'static str]| -> Vec<&'static str> {
-            base.iter().chain(extra).copied().collect()
-        };
+        let with = |flags: &str| format!("task create --instance i-1 {flags}");
 
-        parse_ok(&with(&[
-            "--name", "dump-1", "--topics", "a,b", "--bucket", "b1",
-        ]));
-        parse_ok(&with(&[
-            "--name",
-            "dump-1",
-            "--topics-regex",
-            "t.*",
-            "--bucket",
-            "b1",
-        ]));
-        parse_ok(&with(&["--file", "task.json"]));
+        parse_ok(&with("--name dump-1 --topics a,b --bucket b1"));
+        parse_ok(&with("--name dump-1 --topics-regex t.* --bucket b1"));
+        parse_ok(&with("--file task.json"));
 
-        let cases: [(&[&str], ErrorKind); 6] = [
+        let cases = [
             (
-                &["--file", "task.json", "--name", "dump-1"],
+                "--file task.json --name dump-1",
                 ErrorKind::ArgumentConflict,
             ),
+            ("--file task.json --store-keys", ErrorKind::ArgumentConflict),
             (
-                &["--file", "task.json", "--store-keys"],
-                ErrorKind::ArgumentConflict,
-            ),
-            (
-                &["--name", "dump-1", "--bucket", "b1"],
+                "--name dump-1 --bucket b1",
                 ErrorKind::MissingRequiredArgument,
             ),
             (
-                &["--name", "dump-1", "--topics", "a"],
+                "--name dump-1 --topics a",
                 ErrorKind::MissingRequiredArgument,
             ),
             (
-                &[
-                    "--name",
-                    "d",
-                    "--topics",
-                    "a",
-                    "--topics-regex",
-                    "a.*",
-                    "--bucket",
-                    "b",
-                ],
+                "--name d --topics a --topics-regex a.* --bucket b",
                 ErrorKind::ArgumentConflict,
             ),
             (
-                &[
-                    "--name",
-                    "d",
-                    "--topics",
-                    "a",
-                    "--bucket",
-                    "b",
-                    "--deliver-time-interval",
-                    "10",
-                ],
+                "--name d --topics a --bucket b --deliver-time-interval 10",
                 ErrorKind::ValueValidation,
             ),
         ];
-        for (extra, kind) in cases {
-            assert_eq!(parse_error_kind(&with(extra)), kind, "arguments {extra:?}");
+        for (flags, kind) in cases {
+            assert_eq!(parse_error_kind(&with(flags)), kind, "flags {flags:?}");
         }
     }
 
     #[test]
     fn parse_job_list_paging() {
-        let cli = parse_ok(&["job", "list", "--instance", "i-1"]);
+        let cli = parse_ok("job list --instance i-1");
         let ClientCommand::Job(JobCommand::List(args)) = cli.command else {
             panic!("expected job list, got {:?}", cli.command);
         };
         assert_eq!(args.start, 1);
         assert_eq!(args.limit, 10);
 
-        let zero_start = parse_error_kind(&["job", "list", "--instance", "i", "--start", "0"]);
-        let large_limit = parse_error_kind(&["job", "list", "--instance", "i", "--limit", "101"]);
+        let zero_start = parse_error_kind("job list --instance i --start 0");
+        let large_limit = parse_error_kind("job list --instance i --limit 101");
         assert_eq!(zero_start, ErrorKind::ValueValidation);
         assert_eq!(large_limit, ErrorKind::ValueValidation);
     }
 
     #[test]
     fn parse_rejects_unknown_output() {
-        let kind = parse_error_kind(&["instance", "list", "--output", "yaml"]);
+        let kind = parse_error_kind("instance list --output yaml");
         assert_eq!(kind, ErrorKind::InvalidValue);
     }
 
     #[test]
     fn plan_paths_of_every_verb() {
         let p = PROJECT;
-        let cases: Vec<(Vec<&str>, Method, String, &str)> = vec![
+        let tasks = format!("/v2/{p}/instances/i-1/connector/tasks");
+        let jobs = format!("/v2/{p}/instances/i-1/tasks");
+        let cases = [
             (
-                vec!["instance", "list"],
+                "instance list",
                 Method::GET,
                 format!("/v2/{p}/instances"),
                 "engine=kafka",
             ),
             (
-                vec![
-                    "instance", "list", "--name", "a b", "--offset", "5", "--limit", "20",
-                ],
+                "instance list --name kafka --offset 5 --limit 20",
                 Method::GET,
                 format!("/v2/{p}/instances"),
-                "engine=kafka&limit=20&name=a%20b&offset=5",
+                "engine=kafka&limit=20&name=kafka&offset=5",
             ),
             (
-                vec!["instance", "show", "i-1"],
+                "instance show i-1",
                 Method::GET,
                 format!("/v2/{p}/instances/i-1"),
                 "",
             ),
             (
-                vec!["connector", "create", "--instance", "i-1"],
+                "connector create --instance i-1",
                 Method::POST,
                 format!("/v2/{p}/instances/i-1/connector"),
                 "",
             ),
             (
-                vec!["connector", "show", "--instance", "i-1"],
+                "connector show --instance i-1",
                 Method::GET,
                 format!("/v2/{p}/instances/i-1"),
                 "",
             ),
             (
-                vec!["connector", "delete", "--instance", "i-1"],
+                "connector delete --instance i-1",
                 Method::POST,
                 format!("/v2/{p}/kafka/instances/i-1/delete-connector"),
                 "",
             ),
             (
-                vec!["connector", "token", "--instance", "i-1"],
+                "connector token --instance i-1",
                 Method::GET,
                 "/admin/v1/instances/i-1/connector/node-token".to_owned(),
                 "",
             ),
             (
-                vec![
-                    "task",
-                    "list",
-                    "--instance",
-                    "i-1",
-                    "--offset",
-                    "10",
-                    "--limit",
-                    "5",
-                ],
+                "task list --instance i-1 --offset 10 --limit 5",
                 Method::GET,
-                format!("/v2/{p}/instances/i-1/connector/tasks"),
+                tasks.clone(),
                 "limit=5&offset=10",
             ),
             (
-                vec!["task", "show", "--instance", "i-1", "t-1"],
+                "task show --instance i-1 t-1",
                 Method::GET,
-                format!("/v2/{p}/instances/i-1/connector/tasks/t-1"),
+                format!("{tasks}/t-1"),
                 "",
             ),
             (
-                vec!["task", "pause", "--instance", "i-1", "t-1"],
+                "task pause --instance i-1 t-1",
                 Method::PUT,
-                format!("/v2/{p}/instances/i-1/connector/tasks/t-1/pause"),
+                format!("{tasks}/t-1/pause"),
                 "",
             ),
             (
-                vec!["task", "resume", "--instance", "i-1", "t-1"],
+                "task resume --instance i-1 t-1",
                 Method::PUT,
-                format!("/v2/{p}/instances/i-1/connector/tasks/t-1/resume"),
+                format!("{tasks}/t-1/resume"),
                 "",
             ),
             (
-                vec!["task", "restart", "--instance", "i-1", "t-1"],
+                "task restart --instance i-1 t-1",
                 Method::PUT,
                 format!("/v2/{p}/kafka/instances/i-1/connector/tasks/t-1/restart"),
                 "",
             ),
             (
-                vec!["task", "delete", "--instance", "i-1", "t-1"],
+                "task delete --instance i-1 t-1",
                 Method::DELETE,
-                format!("/v2/{p}/instances/i-1/connector/tasks/t-1"),
+                format!("{tasks}/t-1"),
                 "",
             ),
             (
-                vec![
-                    "job",
-                    "list",
-                    "--instance",
-                    "i-1",
-                    "--start",
-                    "11",
-                    "--limit",
-                    "100",
-                ],
+                "job list --instance i-1 --start 11 --limit 100",
                 Method::GET,
-                format!("/v2/{p}/instances/i-1/tasks"),
+                jobs.clone(),
                 "limit=100&start=11",
             ),
             (
-                vec!["job", "show", "--instance", "i-1", "j-1"],
+                "job show --instance i-1 j-1",
                 Method::GET,
-                format!("/v2/{p}/instances/i-1/tasks/j-1"),
+                format!("{jobs}/j-1"),
                 "",
             ),
             (
-                vec!["job", "progress", "--instance", "i-1", "j-1"],
+                "job progress --instance i-1 j-1",
                 Method::GET,
-                format!("/v2/{p}/instances/i-1/tasks/j-1/progress"),
+                format!("{jobs}/j-1/progress"),
                 "",
             ),
             (
-                vec!["job", "delete", "--instance", "i-1", "j-1"],
+                "job delete --instance i-1 j-1",
                 Method::DELETE,
-                format!("/v2/{p}/instances/i-1/tasks/j-1"),
+                format!("{jobs}/j-1"),
                 "",
             ),
         ];
 
         for (args, method, path, query) in cases {
-            let call = plan_args(&args);
+            let call = plan_args(args);
             assert_eq!(call.method, method, "method of {args:?}");
             assert_eq!(call.path, path, "path of {args:?}");
             assert_eq!(canonical_query(&call.query), query, "query of {args:?}");
@@ -1656,7 +1589,7 @@ mod tests {
 
     #[test]
     fn plan_encodes_path_parameters() {
-        let call = plan_args(&["task", "show", "--instance", "a/b", "t 1"]);
+        let call = plan_words(&["task", "show", "--instance", "a/b", "t 1"]);
         assert_eq!(
             call.path,
             format!("/v2/{PROJECT}/instances/a%2Fb/connector/tasks/t%201")
@@ -1665,7 +1598,7 @@ mod tests {
 
     #[test]
     fn plan_requires_project() {
-        let cli = parse_ok(&["task", "list", "--instance", "i-1"]);
+        let cli = parse_ok("task list --instance i-1");
         let error = plan(cli.command, None).expect_err("project is required");
         assert_eq!(
             error.to_string(),
@@ -1675,16 +1608,9 @@ mod tests {
 
     #[test]
     fn plan_instance_add_body() {
-        let call = plan_args(&[
-            "instance",
-            "add",
-            "--name",
-            "kafka-1",
-            "--bootstrap-servers",
-            "h1:9092,h2:9092",
-            "--broker-num",
-            "3",
-        ]);
+        let call = plan_args(
+            "instance add --name kafka-1 --bootstrap-servers h1:9092,h2:9092 --broker-num 3",
+        );
 
         assert_eq!(call.method, Method::POST);
         assert_eq!(call.path, "/admin/v1/instances");
@@ -1702,55 +1628,22 @@ mod tests {
 
     #[test]
     fn plan_connector_create_body() {
-        let call = plan_args(&[
-            "connector",
-            "create",
-            "--instance",
-            "i-1",
-            "--node-cnt",
-            "2",
-        ]);
+        let call = plan_args("connector create --instance i-1 --node-cnt 2");
         assert_eq!(body_json(&call), json!({ "node_cnt": 2 }));
 
-        let empty = plan_args(&["connector", "create", "--instance", "i-1"]);
+        let empty = plan_args("connector create --instance i-1");
         assert_eq!(body_json(&empty), json!({}));
     }
 
     #[test]
     fn plan_task_create_from_flags() {
-        let call = plan_args(&[
-            "task",
-            "create",
-            "--instance",
-            "i-1",
-            "--name",
-            "dump-1",
-            "--topics",
-            "a,b",
-            "--bucket",
-            "b1",
-            "--path",
-            "out/x",
-            "--partition-format",
-            "yyyy/MM/dd",
-            "--delimiter",
-            "\\n",
-            "--store-keys",
-            "--deliver-time-interval",
-            "30",
-            "--consumer-strategy",
-            "earliest",
-            "--start-later",
-            "--obs-endpoint",
-            "http://127.0.0.1:9000",
-            "--obs-region",
-            "us-east-1",
-            "--obs-path-style",
-            "--obs-access-key",
-            "OAK",
-            "--obs-secret-key",
-            "OSK",
-        ]);
+        let call = plan_args(
+            "task create --instance i-1 --name dump-1 --topics a,b --bucket b1 --path out/x \
+             --partition-format yyyy/MM/dd --delimiter \\n --store-keys \
+             --deliver-time-interval 30 --consumer-strategy earliest --start-later \
+             --obs-endpoint http://127.0.0.1:9000 --obs-region us-east-1 --obs-path-style \
+             --obs-access-key OAK --obs-secret-key OSK",
+        );
 
         assert_eq!(call.method, Method::POST);
         assert_eq!(
@@ -1786,18 +1679,9 @@ mod tests {
 
     #[test]
     fn plan_task_create_minimal_flags() {
-        let call = plan_args(&[
-            "task",
-            "create",
-            "--instance",
-            "i-1",
-            "--name",
-            "dump-1",
-            "--topics-regex",
-            "topic-.*",
-            "--bucket",
-            "b1",
-        ]);
+        let call = plan_args(
+            "task create --instance i-1 --name dump-1 --topics-regex topic-.* --bucket b1",
+        );
 
         assert_eq!(
             body_json(&call),
@@ -1822,16 +1706,8 @@ mod tests {
         std::io::Write::write_all(&mut file, content).expect("write temporary file");
         let path = file.path().to_str().expect("UTF-8 path").to_owned();
 
-        let call = plan_args(&["task", "create", "--instance", "i-1", "--file", &path]);
-        let modify = plan_args(&[
-            "task",
-            "modify",
-            "--instance",
-            "i-1",
-            "t-1",
-            "--file",
-            &path,
-        ]);
+        let call = plan_args(&format!("task create --instance i-1 --file {path}"));
+        let modify = plan_args(&format!("task modify --instance i-1 t-1 --file {path}"));
 
         assert_eq!(call.body.as_deref(), Some(&content[..]));
         assert_eq!(modify.method, Method::PUT);
@@ -1847,7 +1723,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().expect("temporary file");
         std::io::Write::write_all(&mut file, b"{not json").expect("write temporary file");
         let path = file.path().to_str().expect("UTF-8 path").to_owned();
-        let cli = parse_ok(&["task", "create", "--instance", "i-1", "--file", &path]);
+        let cli = parse_ok(&format!("task create --instance i-1 --file {path}"));
 
         let error = plan(cli.command, Some(PROJECT)).expect_err("invalid JSON is rejected");
 
@@ -2145,8 +2021,8 @@ start nodes  IN_PROGRESS  1           2
         }
     }
 
-    /// Handler of the test server: verifies the signature like the real server, then
-    /// answers by path.
+    /// Verifies the signature like the real server, then returns a response chosen by the
+    /// path.
     async fn test_handler(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
         let lookup = |access_key: &str| {
             (access_key == "AK").then(|| SecretAndProject {
@@ -2222,8 +2098,12 @@ start nodes  IN_PROGRESS  1           2
         }
     }
 
-    fn command(args: &[&str]) -> ClientCommand {
-        parse_ok(args).command
+    fn command(line: &str) -> ClientCommand {
+        parse_ok(line).command
+    }
+
+    fn command_words(args: &[&str]) -> ClientCommand {
+        parse_words(args).expect("valid arguments").command
     }
 
     #[tokio::test]
@@ -2235,39 +2115,22 @@ start nodes  IN_PROGRESS  1           2
 
         let added = execute(
             &json_output,
-            command(&[
-                "instance",
-                "add",
-                "--name",
-                "k",
-                "--bootstrap-servers",
-                "h:9092",
-            ]),
+            command("instance add --name k --bootstrap-servers h:9092"),
         )
         .await
         .expect("instance add succeeds");
-        let paused = execute(
-            &text,
-            command(&["task", "pause", "--instance", "i-1", "t-1"]),
-        )
-        .await
-        .expect("task pause succeeds");
+        let paused = execute(&text, command("task pause --instance i-1 t-1"))
+            .await
+            .expect("task pause succeeds");
         let listed = execute(
             &json_output,
-            command(&["instance", "list", "--name", "a b/c*"]),
+            command_words(&["instance", "list", "--name", "a b/c*"]),
         )
         .await
         .expect("instance list succeeds");
         let created = execute(
             &json_output,
-            command(&[
-                "connector",
-                "create",
-                "--instance",
-                "i-1",
-                "--node-cnt",
-                "2",
-            ]),
+            command("connector create --instance i-1 --node-cnt 2"),
         )
         .await
         .expect("connector create succeeds");
@@ -2292,10 +2155,10 @@ start nodes  IN_PROGRESS  1           2
         let mut wrong_secret = options.clone();
         wrong_secret.sk = Some("WRONG".to_owned());
 
-        let missing = execute(&options, command(&["instance", "show", "missing-1"]))
+        let missing = execute(&options, command("instance show missing-1"))
             .await
             .expect_err("unknown instance fails");
-        let unsigned = execute(&wrong_secret, command(&["instance", "show", "i-1"]))
+        let unsigned = execute(&wrong_secret, command("instance show i-1"))
             .await
             .expect_err("wrong secret fails");
 
@@ -2318,19 +2181,19 @@ start nodes  IN_PROGRESS  1           2
         let endpoint = format!("http://{address}");
         let options = options_for(&endpoint, OutputFormat::Text);
 
-        let error = execute(&options, command(&["instance", "list"]))
+        let error = execute(&options, command("instance list"))
             .await
             .expect_err("closed port fails");
 
         let message = format!("{error:#}");
         assert!(
             message.starts_with(&format!(
-                "could not connect to the Weir server at {endpoint}/"
+                "could not connect to the Weir server at {endpoint}:"
             )),
             "{message}"
         );
         assert!(
-            message.contains("check --endpoint (or WEIR_ENDPOINT)"),
+            message.contains("Check --endpoint (or WEIR_ENDPOINT)"),
             "{message}"
         );
     }

@@ -1,6 +1,6 @@
 //! Request signing with `SDK-HMAC-SHA256`, the AK/SK scheme of the Huawei Cloud SDKs.
 //!
-//! The algorithm follows `signer/signer.py` of the Python SDK `huaweicloudsdkcore`:
+//! The algorithm follows `huaweicloudsdkcore/signer/signer.py` of the Python SDK:
 //!
 //! ```text
 //! CanonicalRequest = METHOD \n CanonicalURI \n CanonicalQuery \n CanonicalHeaders \n
@@ -52,7 +52,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// The path is percent-decoded and split on `/`, each segment is encoded again with only
 /// the unreserved characters left as they are, and a `/` is appended unless the result
 /// already ends with one. Decoding works on bytes, so an escape of invalid UTF-8 is
-/// encoded again unchanged; the Python SDK would replace it with U+FFFD.
+/// encoded again unchanged, where the Python SDK would replace it with U+FFFD.
 pub fn canonical_uri(path: &str) -> String {
     let decoded: Vec<u8> = percent_decode_str(path).collect();
     let segments: Vec<String> = decoded
@@ -69,7 +69,7 @@ pub fn canonical_uri(path: &str) -> String {
 
 /// Builds the canonical query string from decoded (key, value) pairs.
 ///
-/// The pairs are sorted by key, then by value, before encoding, as both official SDKs do.
+/// The pairs are sorted by key, then by value, before encoding, as the SDK signers do.
 /// The client also sends this string as the URL query. No pairs give an empty string.
 pub fn canonical_query(pairs: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
@@ -149,7 +149,7 @@ fn hmac_sha256(secret_key: &str, message: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Why a signed header could not be put into the canonical request.
+/// Problem that keeps a signed header out of the canonical request.
 #[derive(Debug)]
 enum HeaderProblem {
     Missing,
@@ -159,8 +159,8 @@ enum HeaderProblem {
 /// Builds the canonical header block: one `name:value` line per signed header, each
 /// ending with `\n`.
 ///
-/// A header with several values gives one line per value, sorted, as the Go SDK writes
-/// them. Values are trimmed. `host` falls back to `authority` when the request has no
+/// A header with several values gives one line per value, sorted, as the Go signers of
+/// this scheme write them. Values are trimmed. `host` falls back to `authority` when the request has no
 /// Host header, which is where HTTP/2 carries it.
 fn canonical_headers(
     signed_headers: &[String],
@@ -255,12 +255,12 @@ impl Signer {
 
     /// Signs a request and adds `X-Sdk-Date` and `Authorization` to `headers`.
     ///
-    /// `path` is the URL path as sent and `query` holds the decoded query pairs; send
-    /// [`canonical_query`] of them as the URL query. Every header in `headers` whose name
-    /// has no `_` is signed, so set `Host` (with the port), `Content-Type` and
-    /// `X-Project-Id` before the call and add no header that the server should check
-    /// afterwards. An `X-Sdk-Date` already present is kept and used, otherwise `now` is
-    /// written. An existing `Authorization` header is replaced.
+    /// `path` is the URL path as sent and `query` contains the decoded query pairs, whose
+    /// [`canonical_query`] must be the URL query. Every header in `headers` whose name has
+    /// no `_` is signed. So set `Host` (with the port), `Content-Type` and `X-Project-Id`
+    /// before the call, and add no header afterwards that the server should check. An
+    /// `X-Sdk-Date` already present is kept and used, otherwise `now` is written. An
+    /// existing `Authorization` header is replaced.
     pub fn sign_at(
         &self,
         method: &Method,
@@ -467,12 +467,14 @@ fn parse_authorization(value: &str) -> Result<Credentials<'_>, SignatureFailure>
 /// Verifies the signature of a received request and returns the key that signed it.
 ///
 /// `uri` must be the URI as the client sent it (axum's `OriginalUri` under a nested
-/// router) and `body` the raw body bytes, never re-serialized JSON. The headers listed in
-/// `SignedHeaders` are the ones checked, so unsigned headers such as the terraform
-/// provider's `X-Project-Id` are accepted; comparing the key's project with the URL is
-/// the caller's job. The body is always hashed, so a request signed with
-/// `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` fails: the SDKs use that only for bodies that
-/// are not JSON, and every body of this API is JSON.
+/// router) and `body` the raw body bytes, never re-serialized JSON. Only the headers
+/// listed in `SignedHeaders` are checked, so unsigned headers such as the terraform
+/// provider's `X-Project-Id` are accepted. Comparing the key's project with the URL is
+/// the caller's job.
+///
+/// The body is always hashed, so a request signed with
+/// `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` fails. The Python SDK sends that only for a
+/// Content-Type other than `application/json`, and every body of this API is JSON.
 ///
 /// The date is checked after the signature, so only holders of the key learn that their
 /// clock is off.
