@@ -302,3 +302,10 @@ class ApiClient:
         shown = self.wait_instance_status(instance_id, "RUNNING", timeout)
         assert shown.get("connector_id") == created["connector_id"], shown
         return shown
+
+    def ensure_connector(self, instance_id: str) -> dict:
+        """Enable a connector unless the instance has one; return ShowInstance."""
+        shown = self.show_instance(instance_id)
+        if shown.get("connector_enable"):
+            return self.wait_instance_status(instance_id, "RUNNING")
+        return self.enable_connector(instance_id)

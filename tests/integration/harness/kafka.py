@@ -52,10 +52,15 @@ class TansuBroker:
     def __init__(self, tansu_bin: Path, log_dir: Path, storage: str | Path = "memory"):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        work_dir = Path(log_dir)
         if storage == "memory":
             storage_url = f"memory://tansu-{self.port}/"
         else:
-            storage_url = f"sqlite://{Path(storage).resolve()}"
+            # tansu 0.6.0 reads the path of sqlite://PATH relative to its
+            # working directory, even with a leading '/'.
+            database = Path(storage).resolve()
+            work_dir = database.parent
+            storage_url = f"sqlite://{database.name}"
         env = {name: value for name, value in os.environ.items() if name not in TANSU_ENV_VARS}
         env.setdefault("RUST_LOG", "warn")
         self.process = ManagedProcess(
@@ -72,7 +77,7 @@ class TansuBroker:
             ],
             log_dir / f"tansu-{self.port}.log",
             env=env,
-            cwd=log_dir,
+            cwd=work_dir,
         )
 
     def start(self, timeout: float = 60) -> "TansuBroker":

@@ -80,9 +80,12 @@ def new_key(project_id: str | None = None) -> Key:
     )
 
 
-def default_config(bootstrap: str, key: Key, instance_count: int = 1) -> dict[str, Any]:
-    """A small configuration: one API key, `instance_count` instances on the
-    test broker, a 1 MB/s specification and a 64 MiB node profile.
+def default_config(
+    bootstrap: str, key: Key, instance_count: int = 1, extra_keys: tuple[Key, ...] = ()
+) -> dict[str, Any]:
+    """A small configuration: the API key `key` (plus `extra_keys`, of other
+    projects), `instance_count` instances of key's project on the test
+    broker, a 1 MB/s specification and a 64 MiB node profile.
 
     Node timings are shortened so that failures are detected within seconds.
     """
@@ -99,7 +102,10 @@ def default_config(bootstrap: str, key: Key, instance_count: int = 1) -> dict[st
     ]
     return {
         "server": {"timezone": "UTC"},
-        "keys": [{"access_key": key.access_key, "secret_key": key.secret_key, "project_id": key.project_id}],
+        "keys": [
+            {"access_key": k.access_key, "secret_key": k.secret_key, "project_id": k.project_id}
+            for k in (key, *extra_keys)
+        ],
         "instances": instances,
         "specifications": [{"name": "1MB", "bytes_per_second": 1_048_576}],
         "node_profiles": [{"spec_code": "kafka.test.small", "memory_budget_bytes": 64 * 1024 * 1024}],
@@ -125,6 +131,7 @@ class WeirServer:
         self.config_path = self.work_dir / "weir.toml"
         self.config = config
         self.key = key
+        self.other_key: Key | None = None  # a key of another project, if configured
         self.name = name
         self.port = free_port()
         self.listen = f"127.0.0.1:{self.port}"

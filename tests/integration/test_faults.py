@@ -1,0 +1,114 @@
+"""Exactly-once delivery under faults: node kill -9, a node frozen past the
+Kafka session timeout (a zombie), a server kill -9 and restart, and an
+object store that fails requests for a while, all under steady production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from harness.kafka import SteadyProducer
+from harness.objects import wait_for_dump
+from harness.procs import kill_pid, wait_until
+from harness.tasks import dump_format, obs_task, s3_reader, sink_config
+
+PARTITIONS = 6
+RECORDS_PER_SECOND = 300
+SESSION_TIMEOUT_MS = 6000
+# dead_after_ms above the freeze, so that the server does not replace the
+# frozen node and it really comes back as a zombie.
+FAULT_CONFIG = {"nodes": {"session_timeout_ms": SESSION_TIMEOUT_MS, "dead_after_ms": 30000}}
+
+
+CARRIERS = (b"AA", b"UA", b"DL", b"B6", b"EV")
+
+
+def flight_like(sequence: int) -> tuple[bytes, bytes, int]:
+    """A small JSON record keyed by carrier, stamped with the current time."""
+    carrier = CARRIERS[sequence % len(CARRIERS)]
+    value = b'{"seq":%d,"carrier":"%s","payload":"%s"}' % (sequence, carrier, b"x" * 64)
+    return carrier, value, int(time.time() * 1000)
+
+
+def object_count(reader) -> int:
+    return len(reader.store.list(reader.prefix))
+
+
+def wait_for_progress(reader, timeout: float = 120) -> None:
+    """Wait until at least one more object than now exists."""
+    start = object_count(reader)
+    wait_until(lambda: object_count(reader) > start, timeout=timeout, message=f"more than {start} objects")
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_exactly_once_under_faults(weir_server, broker, faulty_s3):
+    server = weir_server(FAULT_CONFIG)
+    api = server.api
+    instance_id = server.instance_ids[0]
+    bucket = faulty_s3.s3.create_bucket("faults-bucket")
+    topic = broker.unique_topic("faults")
+    broker.create_topic(topic, PARTITIONS)
+
+    api.enable_connector(instance_id, {"node_cnt": 2})
+    server.wait_node_count(2)
+    sink = sink_config(bucket, "faults", s3_endpoint=faulty_s3.endpoint, flush_size=200, store_keys=True)
+    task = api.create_task(instance_id, obs_task(topic, sink)).json()
+    api.wait_task_status(instance_id, task["id"], "RUNNING")
+    # Read through moto directly, not through the proxy.
+    reader = s3_reader(faulty_s3.s3.client, bucket, "faults/")
+
+    producer = SteadyProducer(broker, topic, PARTITIONS, flight_like, RECORDS_PER_SECOND).start()
+    try:
+        wait_for_progress(reader)
+
+        # 1. kill -9 one node; the server starts a replacement.
+        first, second = server.wait_node_count(2)
+        assert kill_pid(first)
+        wait_until(
+            lambda: len(server.node_pids()) == 2 and first not in server.node_pids(),
+            timeout=60,
+            message="a replacement for the killed node",
+        )
+        wait_for_progress(reader)
+
+        # 2. Freeze the other node past the session timeout, then let it go on.
+        os.kill(second, signal.SIGSTOP)
+        try:
+            time.sleep(SESSION_TIMEOUT_MS / 1000 * 2)
+        finally:
+            os.kill(second, signal.SIGCONT)
+        wait_for_progress(reader)
+
+        # 3. kill -9 the server and start it again on the same data directory.
+        server.kill9()
+        time.sleep(2)
+        server.restart()
+        server.wait_node_count(2, timeout=90)
+        wait_for_progress(reader)
+
+        # 4. The object store fails for about 20 s: HTTP 503, then resets.
+        faulty_s3.fail_for(10, "http503")
+        faulty_s3.fail_for(10, "reset")
+        wait_for_progress(reader, timeout=180)
+    finally:
+        produced = producer.stop()
+
+    total = sum(len(records) for records in produced.values())
+    assert total > RECORDS_PER_SECOND * 30, f"only {total} records produced"
+    result = wait_for_dump(
+        reader,
+        produced,
+        dump_format(sink),
+        topic,
+        timeout=600,
+        obs_path="faults",
+        partition_format=sink["partition_format"],
+    )
+    assert sum(result.covered.values()) == total
+    assert faulty_s3.counts["failed"] > 0, "the proxy failed no request, so the store fault was not exercised"
+    assert api.show_task(instance_id, task["id"])["status"] == "RUNNING"
