@@ -276,7 +276,10 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:8780");
         assert!(config.nodes.spawn);
         assert_eq!(config.specification_bytes("100MB"), Some(100 * 1024 * 1024));
-        assert_eq!(config.memory_budget("kafka.c3.mini.connector"), Some(256 << 20));
+        assert_eq!(
+            config.memory_budget("kafka.c3.mini.connector"),
+            Some(256 << 20)
+        );
     }
 
     #[test]
@@ -298,13 +301,17 @@ mod tests {
         config.validate().expect("valid");
         assert_eq!(config.specification_bytes("1MB"), Some(1 << 20));
         let instance = &config.instances[0];
-        assert_eq!(instance.security().sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(
+            instance.security().sasl_mechanism.as_deref(),
+            Some("SCRAM-SHA-512")
+        );
         assert_eq!(instance.broker_num, 3);
     }
 
     #[test]
     fn unknown_key_is_rejected() {
-        let err = toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").expect_err("unknown key");
+        let err =
+            toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").expect_err("unknown key");
         assert!(err.to_string().contains("listen_addr"), "{err}");
     }
 

@@ -266,8 +266,7 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
     })
 }
 
-const INSTANCE_COLUMNS: &str =
-    "id, project_id, name, bootstrap_servers, specification, broker_num, security, status, created_at";
+const INSTANCE_COLUMNS: &str = "id, project_id, name, bootstrap_servers, specification, broker_num, security, status, created_at";
 const CONNECTOR_COLUMNS: &str =
     "id, instance_id, node_cnt, specification, spec_code, token, state, created_at";
 const TASK_COLUMNS: &str =
@@ -299,7 +298,9 @@ impl Store {
             tx.pragma_update(None, "user_version", (index + 1) as i64)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -310,7 +311,12 @@ impl Store {
 
     // Keys
 
-    pub fn insert_key(&self, access_key: &str, secret_key: &str, project_id: &str) -> rusqlite::Result<()> {
+    pub fn insert_key(
+        &self,
+        access_key: &str,
+        secret_key: &str,
+        project_id: &str,
+    ) -> rusqlite::Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO keys (access_key, secret_key, project_id, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![access_key, secret_key, project_id, now_ms()],
@@ -359,7 +365,9 @@ impl Store {
     pub fn instance(&self, project_id: &str, id: &str) -> rusqlite::Result<Option<Instance>> {
         self.conn()
             .query_row(
-                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1 AND project_id = ?2"),
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1 AND project_id = ?2"
+                ),
                 [id, project_id],
                 instance_from_row,
             )
@@ -392,11 +400,18 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let status: Option<String> = tx
-            .query_row("SELECT status FROM instances WHERE id = ?1", [&connector.instance_id], |r| r.get(0))
+            .query_row(
+                "SELECT status FROM instances WHERE id = ?1",
+                [&connector.instance_id],
+                |r| r.get(0),
+            )
             .optional()?;
         let status = status.ok_or_else(|| Conflict::NoInstance(connector.instance_id.clone()))?;
         if status != "RUNNING" {
-            return Err(Conflict::InstanceBusy { id: connector.instance_id.clone(), status });
+            return Err(Conflict::InstanceBusy {
+                id: connector.instance_id.clone(),
+                status,
+            });
         }
         let exists: i64 = tx.query_row(
             "SELECT COUNT(*) FROM connectors WHERE instance_id = ?1",
@@ -420,7 +435,10 @@ impl Store {
             ],
         )?;
         insert_job(&tx, job)?;
-        tx.execute("UPDATE instances SET status = 'EXTENDING' WHERE id = ?1", [&connector.instance_id])?;
+        tx.execute(
+            "UPDATE instances SET status = 'EXTENDING' WHERE id = ?1",
+            [&connector.instance_id],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -431,11 +449,18 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let status: Option<String> = tx
-            .query_row("SELECT status FROM instances WHERE id = ?1", [instance_id], |r| r.get(0))
+            .query_row(
+                "SELECT status FROM instances WHERE id = ?1",
+                [instance_id],
+                |r| r.get(0),
+            )
             .optional()?;
         let status = status.ok_or_else(|| Conflict::NoInstance(instance_id.to_string()))?;
         if status != "RUNNING" {
-            return Err(Conflict::InstanceBusy { id: instance_id.to_string(), status });
+            return Err(Conflict::InstanceBusy {
+                id: instance_id.to_string(),
+                status,
+            });
         }
         let connectors: i64 = tx.query_row(
             "SELECT COUNT(*) FROM connectors WHERE instance_id = ?1",
@@ -445,13 +470,26 @@ impl Store {
         if connectors == 0 {
             return Err(Conflict::NoConnector(instance_id.to_string()));
         }
-        let tasks: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE instance_id = ?1", [instance_id], |r| r.get(0))?;
+        let tasks: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE instance_id = ?1",
+            [instance_id],
+            |r| r.get(0),
+        )?;
         if tasks > 0 {
-            return Err(Conflict::TasksRemain(instance_id.to_string(), tasks.max(0) as u64));
+            return Err(Conflict::TasksRemain(
+                instance_id.to_string(),
+                tasks.max(0) as u64,
+            ));
         }
-        tx.execute("UPDATE connectors SET state = 'deleting' WHERE instance_id = ?1", [instance_id])?;
+        tx.execute(
+            "UPDATE connectors SET state = 'deleting' WHERE instance_id = ?1",
+            [instance_id],
+        )?;
         insert_job(&tx, job)?;
-        tx.execute("UPDATE instances SET status = 'CONNECTOR_DELETING' WHERE id = ?1", [instance_id])?;
+        tx.execute(
+            "UPDATE instances SET status = 'CONNECTOR_DELETING' WHERE id = ?1",
+            [instance_id],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -469,14 +507,20 @@ impl Store {
         update_job(&tx, job)?;
         match connector_outcome {
             ConnectorOutcome::Running => {
-                tx.execute("UPDATE connectors SET state = 'running' WHERE id = ?1", [connector_id])?;
+                tx.execute(
+                    "UPDATE connectors SET state = 'running' WHERE id = ?1",
+                    [connector_id],
+                )?;
             }
             ConnectorOutcome::Removed => {
                 tx.execute("DELETE FROM nodes WHERE connector_id = ?1", [connector_id])?;
                 tx.execute("DELETE FROM connectors WHERE id = ?1", [connector_id])?;
             }
         }
-        tx.execute("UPDATE instances SET status = 'RUNNING' WHERE id = ?1", [&job.instance_id])?;
+        tx.execute(
+            "UPDATE instances SET status = 'RUNNING' WHERE id = ?1",
+            [&job.instance_id],
+        )?;
         tx.commit()
     }
 
@@ -502,7 +546,9 @@ impl Store {
 
     pub fn connectors(&self) -> rusqlite::Result<Vec<Connector>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {CONNECTOR_COLUMNS} FROM connectors ORDER BY created_at"))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM connectors ORDER BY created_at"
+        ))?;
         let rows = stmt.query_map([], connector_from_row)?;
         rows.collect()
     }
@@ -513,7 +559,11 @@ impl Store {
     pub fn insert_task(&self, task: &Task) -> Result<(), Conflict> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let count: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE instance_id = ?1", [&task.instance_id], |r| r.get(0))?;
+        let count: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE instance_id = ?1",
+            [&task.instance_id],
+            |r| r.get(0),
+        )?;
         let same_name: i64 = tx.query_row(
             "SELECT COUNT(*) FROM tasks WHERE instance_id = ?1 AND name = ?2",
             [&task.instance_id, &task.name],
@@ -595,13 +645,15 @@ impl Store {
     /// Returns queued consumer-group removals as (group, instance id, queued at).
     pub fn group_deletions(&self) -> rusqlite::Result<Vec<(String, String, i64)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT group_id, instance_id, created_at FROM group_deletions")?;
+        let mut stmt =
+            conn.prepare("SELECT group_id, instance_id, created_at FROM group_deletions")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect()
     }
 
     pub fn remove_group_deletion(&self, group: &str) -> rusqlite::Result<()> {
-        self.conn().execute("DELETE FROM group_deletions WHERE group_id = ?1", [group])?;
+        self.conn()
+            .execute("DELETE FROM group_deletions WHERE group_id = ?1", [group])?;
         Ok(())
     }
 
@@ -618,13 +670,22 @@ impl Store {
     }
 
     /// Returns the jobs of an instance created between `begin` and `end` (ms), oldest first.
-    pub fn jobs(&self, instance_id: &str, begin: Option<i64>, end: Option<i64>) -> rusqlite::Result<Vec<Job>> {
+    pub fn jobs(
+        &self,
+        instance_id: &str,
+        begin: Option<i64>,
+        end: Option<i64>,
+    ) -> rusqlite::Result<Vec<Job>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE instance_id = ?1 AND created_at >= ?2 AND created_at <= ?3 ORDER BY created_at, id"
         ))?;
         let rows = stmt.query_map(
-            params![instance_id, begin.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX)],
+            params![
+                instance_id,
+                begin.unwrap_or(i64::MIN),
+                end.unwrap_or(i64::MAX)
+            ],
             job_from_row,
         )?;
         rows.collect()
@@ -644,7 +705,8 @@ impl Store {
     }
 
     pub fn delete_job(&self, id: &str) -> rusqlite::Result<()> {
-        self.conn().execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+        self.conn()
+            .execute("DELETE FROM jobs WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -670,7 +732,11 @@ impl Store {
     }
 
     /// Stores a heartbeat. Returns false when the node is not registered.
-    pub fn heartbeat(&self, node_id: &str, report: &crate::protocol::HeartbeatRequest) -> rusqlite::Result<bool> {
+    pub fn heartbeat(
+        &self,
+        node_id: &str,
+        report: &crate::protocol::HeartbeatRequest,
+    ) -> rusqlite::Result<bool> {
         let now = now_ms();
         let changed = self.conn().execute(
             "UPDATE nodes SET last_heartbeat = ?1, first_heartbeat = COALESCE(first_heartbeat, ?1), report = ?2 WHERE id = ?3",
@@ -689,7 +755,8 @@ impl Store {
     }
 
     pub fn remove_node(&self, node_id: &str) -> rusqlite::Result<()> {
-        self.conn().execute("DELETE FROM nodes WHERE id = ?1", [node_id])?;
+        self.conn()
+            .execute("DELETE FROM nodes WHERE id = ?1", [node_id])?;
         Ok(())
     }
 }
@@ -703,7 +770,9 @@ pub enum ConnectorOutcome {
 
 fn insert_job(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
     conn.execute(
-        &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        &format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ),
         params![
             job.id,
             job.instance_id,
@@ -779,11 +848,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         assert!(store.insert_instance(&instance("i1")).expect("insert"));
-        store.begin_create_connector(&connector("i1"), &job("j1", "i1")).expect("create");
-        let status = store.instance("p", "i1").expect("read").expect("exists").status;
+        store
+            .begin_create_connector(&connector("i1"), &job("j1", "i1"))
+            .expect("create");
+        let status = store
+            .instance("p", "i1")
+            .expect("read")
+            .expect("exists")
+            .status;
         assert_eq!(status, "EXTENDING");
         let busy = store.begin_create_connector(&connector("i1"), &job("j2", "i1"));
-        assert!(matches!(busy, Err(Conflict::InstanceBusy { .. })), "{busy:?}");
+        assert!(
+            matches!(busy, Err(Conflict::InstanceBusy { .. })),
+            "{busy:?}"
+        );
     }
 
     #[test]
@@ -792,7 +870,9 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store.insert_instance(&instance("i1")).expect("insert");
-            store.begin_create_connector(&connector("i1"), &job("j1", "i1")).expect("create");
+            store
+                .begin_create_connector(&connector("i1"), &job("j1", "i1"))
+                .expect("create");
         }
         let store = Store::open(dir.path()).expect("reopen");
         let jobs = store.executing_jobs().expect("jobs");
@@ -816,8 +896,14 @@ mod tests {
             created_at: 1,
         };
         store.insert_task(&task).expect("insert");
-        let again = Task { id: "t2".to_string(), ..task };
-        assert!(matches!(store.insert_task(&again), Err(Conflict::DuplicateName(_))));
+        let again = Task {
+            id: "t2".to_string(),
+            ..task
+        };
+        assert!(matches!(
+            store.insert_task(&again),
+            Err(Conflict::DuplicateName(_))
+        ));
     }
 
     #[test]

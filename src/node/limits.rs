@@ -53,16 +53,17 @@ impl NodeLimits {
                 bucket.tokens = bucket.tokens.min(rate / 10.0);
             }
         }
-        self.memory_budget.store(memory_budget_bytes, Ordering::Relaxed);
+        self.memory_budget
+            .store(memory_budget_bytes, Ordering::Relaxed);
     }
 
     /// Takes `bytes` read from Kafka out of the bandwidth share.
     pub fn consume_bandwidth(&self, bytes: usize) {
-        if let Ok(mut bucket) = self.bucket.lock() {
-            if bucket.rate > 0.0 {
-                bucket.refill(Instant::now());
-                bucket.tokens -= bytes as f64;
-            }
+        if let Ok(mut bucket) = self.bucket.lock()
+            && bucket.rate > 0.0
+        {
+            bucket.refill(Instant::now());
+            bucket.tokens -= bytes as f64;
         }
     }
 
@@ -98,7 +99,9 @@ impl NodeLimits {
     pub fn release(&self, bytes: usize) {
         let _ = self
             .buffered
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(bytes)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(bytes))
+            });
     }
 
     pub fn buffered_bytes(&self) -> usize {
@@ -126,7 +129,10 @@ impl NodeLimits {
                     let gap = now.duration_since(last);
                     if gap > lease {
                         limits.freeze_epoch.fetch_add(1, Ordering::AcqRel);
-                        tracing::warn!(gap_ms = gap.as_millis() as u64, "Node was frozen longer than its lease.");
+                        tracing::warn!(
+                            gap_ms = gap.as_millis() as u64,
+                            "Node was frozen longer than its lease."
+                        );
                     }
                     last = now;
                 }

@@ -138,7 +138,11 @@ fn rss_bytes() -> u64 {
     // The second field of /proc/self/statm is the resident set in pages.
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -155,7 +159,11 @@ impl Node {
     /// token is final.
     async fn register(&mut self) -> anyhow::Result<()> {
         let request = RegisterRequest {
-            node_id: self.args.node_id.clone().or_else(|| (!self.node_id.is_empty()).then(|| self.node_id.clone())),
+            node_id: self
+                .args
+                .node_id
+                .clone()
+                .or_else(|| (!self.node_id.is_empty()).then(|| self.node_id.clone())),
             slot: self.args.slot,
             pid: std::process::id(),
             host: crate::server::hostname(),
@@ -174,10 +182,14 @@ impl Node {
                 Ok(response) if response.status().is_success() => {
                     let body: RegisterResponse = response.json().await?;
                     self.node_id = body.node_id;
-                    self.heartbeat_interval = Duration::from_millis(body.heartbeat_interval_ms.clamp(100, 60_000));
+                    self.heartbeat_interval =
+                        Duration::from_millis(body.heartbeat_interval_ms.clamp(100, 60_000));
                     return Ok(());
                 }
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED || response.status() == StatusCode::GONE => {
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED
+                        || response.status() == StatusCode::GONE =>
+                {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
                     anyhow::bail!(
@@ -249,8 +261,10 @@ impl Node {
 
     /// Starts, restarts and stops task runners to match the assignment.
     async fn reconcile(&mut self, assignment: HeartbeatResponse) {
-        self.limits
-            .configure(assignment.read_bytes_per_second, assignment.memory_budget_bytes);
+        self.limits.configure(
+            assignment.read_bytes_per_second,
+            assignment.memory_budget_bytes,
+        );
         let kafka = KafkaSettings {
             bootstrap_servers: assignment.bootstrap_servers.clone(),
             extra: assignment.kafka.clone(),
@@ -292,7 +306,10 @@ impl Node {
             if self.tasks.contains_key(&id) {
                 continue;
             }
-            self.tasks.insert(id, start_task(spec, kafka.clone(), Arc::clone(&self.limits)));
+            self.tasks.insert(
+                id,
+                start_task(spec, kafka.clone(), Arc::clone(&self.limits)),
+            );
         }
     }
 
@@ -327,7 +344,12 @@ fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> 
             }
         }
     });
-    RunningTask { spec, stop, handle, report }
+    RunningTask {
+        spec,
+        stop,
+        handle,
+        report,
+    }
 }
 
 async fn stop_task(running: RunningTask) {

@@ -2,23 +2,26 @@
 //! Resources they create belong to the signing key's project.
 
 use axum::extract::{Path, State};
-use axum::{Extension, Json, Router};
 use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tracing::info;
 
+use super::SharedState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::validate::{opt_int, opt_str, parse_object};
-use super::SharedState;
 use crate::config::InstanceSecurity;
 use crate::store::{Instance, now_ms};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/admin/v1/instances", post(instance_add))
-        .route("/admin/v1/instances/{instance_id}/connector/node-token", get(node_token))
+        .route(
+            "/admin/v1/instances/{instance_id}/connector/node-token",
+            get(node_token),
+        )
 }
 
 async fn instance_add(
@@ -32,15 +35,22 @@ async fn instance_add(
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "DMS.00403003",
-            format!("The key belongs to project {}; it cannot add instances to project {project_id}.", caller.project_id),
+            format!(
+                "The key belongs to project {}; it cannot add instances to project {project_id}.",
+                caller.project_id
+            ),
         ));
     }
     let name = opt_str(&body, "name", "")?
         .filter(|n| !n.is_empty() && n.len() <= 64)
-        .ok_or_else(|| ApiError::invalid("Missing name: give the instance a name of 1 to 64 characters."))?;
+        .ok_or_else(|| {
+            ApiError::invalid("Missing name: give the instance a name of 1 to 64 characters.")
+        })?;
     let bootstrap = opt_str(&body, "bootstrap_servers", "")?
         .filter(|b| !b.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid("Missing bootstrap_servers: give the cluster's host:port list."))?;
+        .ok_or_else(|| {
+            ApiError::invalid("Missing bootstrap_servers: give the cluster's host:port list.")
+        })?;
     for server in bootstrap.split(',') {
         let valid = server
             .trim()
@@ -54,11 +64,15 @@ async fn instance_add(
     }
     let specification = opt_str(&body, "specification", "")?.unwrap_or("100MB");
     if state.config.specification_bytes(specification).is_none() {
-        return Err(ApiError::invalid(format!("Invalid specification {specification:?}.")));
+        return Err(ApiError::invalid(format!(
+            "Invalid specification {specification:?}."
+        )));
     }
     let broker_num = opt_int(&body, "broker_num", "")?.unwrap_or(3);
     if !(1..=1000).contains(&broker_num) {
-        return Err(ApiError::invalid(format!("Invalid broker_num {broker_num}: use 1..=1000.")));
+        return Err(ApiError::invalid(format!(
+            "Invalid broker_num {broker_num}: use 1..=1000."
+        )));
     }
     let security = InstanceSecurity {
         security_protocol: opt_str(&body, "security_protocol", "")?.map(str::to_string),
@@ -66,12 +80,12 @@ async fn instance_add(
         username: opt_str(&body, "username", "")?.map(str::to_string),
         password: opt_str(&body, "password", "")?.map(str::to_string),
     };
-    if let Some(protocol) = &security.security_protocol {
-        if !["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"].contains(&protocol.as_str()) {
-            return Err(ApiError::invalid(format!(
-                "Invalid security_protocol {protocol:?}: use PLAINTEXT, SASL_PLAINTEXT or SASL_SSL."
-            )));
-        }
+    if let Some(protocol) = &security.security_protocol
+        && !["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"].contains(&protocol.as_str())
+    {
+        return Err(ApiError::invalid(format!(
+            "Invalid security_protocol {protocol:?}: use PLAINTEXT, SASL_PLAINTEXT or SASL_SSL."
+        )));
     }
     let id = match opt_str(&body, "instance_id", "")? {
         Some(id) => uuid::Uuid::parse_str(id)
@@ -91,7 +105,9 @@ async fn instance_add(
         created_at: now_ms(),
     };
     if !state.store.insert_instance(&instance)? {
-        return Err(ApiError::invalid(format!("Invalid instance_id {id}: an instance with this id exists.")));
+        return Err(ApiError::invalid(format!(
+            "Invalid instance_id {id}: an instance with this id exists."
+        )));
     }
     info!(instance_id = %id, name, project_id, "Instance registered.");
     Ok(Json(json!({ "instance_id": id })))
@@ -110,5 +126,7 @@ async fn node_token(
         .store
         .connector_of(&instance.id)?
         .ok_or_else(|| ApiError::no_connector(&instance.id))?;
-    Ok(Json(json!({ "connector_id": connector.id, "token": connector.token })))
+    Ok(Json(
+        json!({ "connector_id": connector.id, "token": connector.token }),
+    ))
 }

@@ -55,9 +55,19 @@ pub async fn require_signature(
             .find_key(access_key)
             .ok()
             .flatten()
-            .map(|(secret_key, project_id)| SecretAndProject { secret_key, project_id })
+            .map(|(secret_key, project_id)| SecretAndProject {
+                secret_key,
+                project_id,
+            })
     };
-    match sign::verify(&parts.method, &parts.uri, &parts.headers, &bytes, chrono::Utc::now(), lookup) {
+    match sign::verify(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &bytes,
+        chrono::Utc::now(),
+        lookup,
+    ) {
         Ok(key) => {
             let mut request = Request::from_parts(parts, Body::from(bytes));
             tracing::debug!(access_key = %key.access_key, "Request signature verified.");

@@ -12,7 +12,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// A value outside its enum or range, or fields that exclude each other.
@@ -33,12 +37,18 @@ impl ApiError {
         Self::new(
             StatusCode::BAD_REQUEST,
             "DMS.00400005",
-            format!("The message body is not in JSON format or contains invalid characters: {detail}."),
+            format!(
+                "The message body is not in JSON format or contains invalid characters: {detail}."
+            ),
         )
     }
 
     pub fn empty_body() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "DMS.00400004", "The request body is empty.")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "DMS.00400004",
+            "The request body is empty.",
+        )
     }
 
     pub fn busy(instance_id: &str, status: &str) -> Self {
@@ -63,7 +73,9 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "DMS.00404024",
-            format!("Connector does not exist on instance {instance_id}; enable Smart Connect first."),
+            format!(
+                "Connector does not exist on instance {instance_id}; enable Smart Connect first."
+            ),
         )
     }
 
@@ -85,7 +97,11 @@ impl ApiError {
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "Request failed with an internal error.");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "DMS.00500000", "Internal service error.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "DMS.00500000",
+            "Internal service error.",
+        )
     }
 }
 

@@ -9,9 +9,9 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tracing::info;
 
+use super::SharedState;
 use super::error::{ApiError, ApiResult};
 use super::render::node_alive;
-use super::SharedState;
 use crate::protocol::{
     HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
 };
@@ -19,7 +19,10 @@ use crate::store::{Connector, Node, Task, now_ms};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/internal/v1/connectors/{connector_id}/nodes", post(node_register))
+        .route(
+            "/internal/v1/connectors/{connector_id}/nodes",
+            post(node_register),
+        )
         .route(
             "/internal/v1/connectors/{connector_id}/nodes/{node_id}/heartbeat",
             post(node_heartbeat),
@@ -71,7 +74,13 @@ async fn node_register(
         .node_id
         .clone()
         .filter(|id| !id.is_empty() && id.len() <= 128)
-        .unwrap_or_else(|| format!("{}-{}", &connector.id[..8.min(connector.id.len())], uuid::Uuid::new_v4().simple()));
+        .unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                &connector.id[..8.min(connector.id.len())],
+                uuid::Uuid::new_v4().simple()
+            )
+        });
     let now = now_ms();
     state.store.register_node(&Node {
         id: node_id.clone(),
@@ -133,7 +142,10 @@ fn assignment(state: &SharedState, connector: &Connector) -> ApiResult<Heartbeat
         .filter(|n| node_alive(state, n, now))
         .count()
         .max(1) as u64;
-    let bandwidth = state.config.specification_bytes(&connector.specification).unwrap_or(0);
+    let bandwidth = state
+        .config
+        .specification_bytes(&connector.specification)
+        .unwrap_or(0);
     let memory = connector
         .spec_code
         .as_deref()
@@ -182,25 +194,39 @@ fn task_spec(state: &SharedState, task: &Task) -> Option<TaskSpec> {
             .and_then(Value::as_str)
             .map(|t| t.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
-        topics_regex: entity.get("topics_regex").and_then(Value::as_str).map(str::to_string),
+        topics_regex: entity
+            .get("topics_regex")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         sink: ObsSinkSpec {
             consumer_strategy: text("consumer_strategy").unwrap_or_else(|| "latest".to_string()),
             bucket: text("obs_bucket_name")?,
             obs_path: text("obs_path").unwrap_or_default(),
-            partition_format: text("partition_format").unwrap_or_else(|| "yyyy/MM/dd/HH".to_string()),
+            partition_format: text("partition_format")
+                .unwrap_or_else(|| "yyyy/MM/dd/HH".to_string()),
             record_delimiter: text("record_delimiter").unwrap_or_else(|| "\n".to_string()),
-            store_keys: sink.get("store_keys").and_then(Value::as_bool).unwrap_or(false),
+            store_keys: sink
+                .get("store_keys")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             kv_delimiter: text("kv_delimiter").unwrap_or_else(|| ":".to_string()),
             deliver_time_interval_s: number("deliver_time_interval").unwrap_or(300),
             flush_size: number("flush_size").unwrap_or(1_000_000),
             part_size_bytes: number("obs_part_size").unwrap_or(5_242_880),
             timezone: text("timezone").unwrap_or_else(|| state.config.server.timezone.clone()),
-            local_root: endpoint
-                .is_none()
-                .then(|| state.data_dir.join("buckets").to_string_lossy().into_owned()),
+            local_root: endpoint.is_none().then(|| {
+                state
+                    .data_dir
+                    .join("buckets")
+                    .to_string_lossy()
+                    .into_owned()
+            }),
             endpoint,
             region: text("obs_region").unwrap_or_else(|| "us-east-1".to_string()),
-            path_style: sink.get("obs_path_style").and_then(Value::as_bool).unwrap_or(true),
+            path_style: sink
+                .get("obs_path_style")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             access_key: text("access_key"),
             secret_key: text("secret_key"),
         },

@@ -15,14 +15,26 @@ use crate::store::{ConnectorOutcome, Job, JobStep, now_ms};
 pub const CREATE_CONNECTOR: &str = "createConnector";
 pub const DELETE_CONNECTOR: &str = "deleteConnector";
 
-const CREATE_STEPS: [&str; 3] = ["Start connector nodes", "Wait for nodes to join", "Enable Smart Connect"];
-const DELETE_STEPS: [&str; 3] = ["Stop connector nodes", "Wait for nodes to leave", "Disable Smart Connect"];
+const CREATE_STEPS: [&str; 3] = [
+    "Start connector nodes",
+    "Wait for nodes to join",
+    "Enable Smart Connect",
+];
+const DELETE_STEPS: [&str; 3] = [
+    "Stop connector nodes",
+    "Wait for nodes to leave",
+    "Disable Smart Connect",
+];
 
 /// How long a delete job waits for nodes to exit before it removes the connector anyway.
 const DELETE_WAIT_MS: i64 = 60_000;
 
 pub fn new_job(instance_id: &str, name: &str, params: Value) -> Job {
-    let steps = if name == CREATE_CONNECTOR { CREATE_STEPS } else { DELETE_STEPS };
+    let steps = if name == CREATE_CONNECTOR {
+        CREATE_STEPS
+    } else {
+        DELETE_STEPS
+    };
     let now = now_ms();
     Job {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -51,7 +63,10 @@ pub fn start(state: SharedState) {
     tokio::spawn(async move {
         match state.store.executing_jobs() {
             Ok(jobs) if !jobs.is_empty() => {
-                info!(count = jobs.len(), "Resuming jobs interrupted by a server stop.");
+                info!(
+                    count = jobs.len(),
+                    "Resuming jobs interrupted by a server stop."
+                );
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "Reading executing jobs failed."),
@@ -99,7 +114,12 @@ fn mark_step(job: &mut Job, index: usize, statue: &str) {
 /// Moves a job forward by as many steps as are done.
 fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
     let Some(connector_id) = connector_id_of(&job) else {
-        return fail(state, job, String::new(), "the job has no connector id".to_string());
+        return fail(
+            state,
+            job,
+            String::new(),
+            "the job has no connector id".to_string(),
+        );
     };
     let connector = state.store.connector(&connector_id)?;
     let now = now_ms();
@@ -107,7 +127,12 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
     match name.as_str() {
         CREATE_CONNECTOR => {
             let Some(connector) = connector else {
-                return fail(state, job, connector_id, "the connector was removed".to_string());
+                return fail(
+                    state,
+                    job,
+                    connector_id,
+                    "the connector was removed".to_string(),
+                );
             };
             if job.step == 0 {
                 // The supervisor starts nodes for every connector in the
@@ -139,7 +164,9 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
                 mark_step(&mut job, 2, "COMPLETED");
                 job.step = 3;
                 job.status = "SUCCESS".to_string();
-                state.store.finish_connector_job(&job, &connector.id, ConnectorOutcome::Running)?;
+                state
+                    .store
+                    .finish_connector_job(&job, &connector.id, ConnectorOutcome::Running)?;
                 info!(job_id = %job.id, instance_id = %job.instance_id, connector_id = %connector.id, "Connector enabled.");
             }
         }
@@ -175,12 +202,19 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
                 mark_step(&mut job, 2, "COMPLETED");
                 job.step = 3;
                 job.status = "SUCCESS".to_string();
-                state.store.finish_connector_job(&job, &connector_id, ConnectorOutcome::Removed)?;
+                state
+                    .store
+                    .finish_connector_job(&job, &connector_id, ConnectorOutcome::Removed)?;
                 info!(job_id = %job.id, instance_id = %job.instance_id, connector_id = %connector_id, "Connector disabled.");
             }
         }
         other => {
-            return fail(state, job, connector_id, format!("unknown job type {other:?}"));
+            return fail(
+                state,
+                job,
+                connector_id,
+                format!("unknown job type {other:?}"),
+            );
         }
     }
     Ok(())
@@ -188,7 +222,12 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
 
 /// Ends a job `FAILED` and returns the instance to `RUNNING`. A failed create
 /// removes its connector, so that the nodes stop and a retry can start over.
-fn fail(state: &SharedState, mut job: Job, connector_id: String, reason: String) -> anyhow::Result<()> {
+fn fail(
+    state: &SharedState,
+    mut job: Job,
+    connector_id: String,
+    reason: String,
+) -> anyhow::Result<()> {
     warn!(job_id = %job.id, instance_id = %job.instance_id, %reason, "Job failed.");
     let index = job.step as usize;
     mark_step(&mut job, index, "FAILED");
@@ -199,7 +238,9 @@ fn fail(state: &SharedState, mut job: Job, connector_id: String, reason: String)
     } else {
         ConnectorOutcome::Running
     };
-    state.store.finish_connector_job(&job, &connector_id, outcome)?;
+    state
+        .store
+        .finish_connector_job(&job, &connector_id, outcome)?;
     Ok(())
 }
 

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 
 use super::SharedState;
 use super::render::node_alive;
@@ -30,7 +30,10 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     if let Ok(connectors) = state.store.connectors() {
         for connector in connectors {
             let nodes = state.store.nodes_of(&connector.id).unwrap_or_default();
-            let live = nodes.iter().filter(|n| node_alive(&state, n, now)).collect::<Vec<_>>();
+            let live = nodes
+                .iter()
+                .filter(|n| node_alive(&state, n, now))
+                .collect::<Vec<_>>();
             node_lines.push((connector.id.clone(), live.len()));
             for node in live {
                 for report in &node.report.tasks {
@@ -53,14 +56,46 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
         }
     }
     let names = [
-        ("weir_task_read_records_total", "counter", "Records read from Kafka."),
-        ("weir_task_read_bytes_total", "counter", "Key and value bytes read from Kafka."),
-        ("weir_task_written_records_total", "counter", "Records written in objects."),
-        ("weir_task_written_bytes_total", "counter", "Bytes of objects written."),
-        ("weir_task_objects_written_total", "counter", "Objects written."),
-        ("weir_task_upload_retries_total", "counter", "Object puts retried."),
-        ("weir_task_open_chunk_bytes", "gauge", "Bytes buffered in open chunks."),
-        ("weir_task_failing_nodes", "gauge", "Nodes reporting the task as failing."),
+        (
+            "weir_task_read_records_total",
+            "counter",
+            "Records read from Kafka.",
+        ),
+        (
+            "weir_task_read_bytes_total",
+            "counter",
+            "Key and value bytes read from Kafka.",
+        ),
+        (
+            "weir_task_written_records_total",
+            "counter",
+            "Records written in objects.",
+        ),
+        (
+            "weir_task_written_bytes_total",
+            "counter",
+            "Bytes of objects written.",
+        ),
+        (
+            "weir_task_objects_written_total",
+            "counter",
+            "Objects written.",
+        ),
+        (
+            "weir_task_upload_retries_total",
+            "counter",
+            "Object puts retried.",
+        ),
+        (
+            "weir_task_open_chunk_bytes",
+            "gauge",
+            "Bytes buffered in open chunks.",
+        ),
+        (
+            "weir_task_failing_nodes",
+            "gauge",
+            "Nodes reporting the task as failing.",
+        ),
     ];
     for (index, (name, kind, help)) in names.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -68,9 +103,15 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{{task_id=\"{task_id}\"}} {}", values[index]);
         }
     }
-    let _ = writeln!(out, "# HELP weir_connector_live_nodes Nodes sending heartbeats.\n# TYPE weir_connector_live_nodes gauge");
+    let _ = writeln!(
+        out,
+        "# HELP weir_connector_live_nodes Nodes sending heartbeats.\n# TYPE weir_connector_live_nodes gauge"
+    );
     for (connector_id, live) in node_lines {
-        let _ = writeln!(out, "weir_connector_live_nodes{{connector_id=\"{connector_id}\"}} {live}");
+        let _ = writeln!(
+            out,
+            "weir_connector_live_nodes{{connector_id=\"{connector_id}\"}} {live}"
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -59,7 +59,10 @@ pub fn app(state: SharedState) -> Router {
     Router::new()
         .merge(routes::router())
         .merge(admin::router())
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_signature))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_signature,
+        ))
         .merge(internal::router())
         .merge(metrics::router())
         .fallback(routes::unknown_path)
@@ -164,10 +167,9 @@ fn seed(config: &Config, store: &Store, data_dir: &std::path::Path) -> anyhow::R
         store.insert_key(&key.access_key, &key.secret_key, &key.project_id)?;
     }
     for instance in &config.instances {
-        let id = instance
-            .id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, instance.name.as_bytes()).to_string());
+        let id = instance.id.clone().unwrap_or_else(|| {
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, instance.name.as_bytes()).to_string()
+        });
         let inserted = store.insert_instance(&Instance {
             id: id.clone(),
             project_id: instance.project_id.clone(),

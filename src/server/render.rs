@@ -14,8 +14,12 @@ pub fn node_alive(state: &AppState, node: &Node, now: i64) -> bool {
 /// Whether a node has been alive long enough to take work.
 pub fn node_ready(state: &AppState, node: &Node, now: i64) -> bool {
     let ready_after = state.config.nodes.ready_after_ms as i64;
-    let fresh = now - node.last_heartbeat <= (state.config.nodes.heartbeat_interval_ms as i64 * 5).max(3000);
-    fresh && node.first_heartbeat.is_some_and(|first| now - first >= ready_after)
+    let fresh = now - node.last_heartbeat
+        <= (state.config.nodes.heartbeat_interval_ms as i64 * 5).max(3000);
+    fresh
+        && node
+            .first_heartbeat
+            .is_some_and(|first| now - first >= ready_after)
 }
 
 fn node_json(state: &AppState, node: &Node, now: i64) -> Value {
@@ -33,7 +37,12 @@ fn node_json(state: &AppState, node: &Node, now: i64) -> Value {
 }
 
 /// The ShowInstance body, with the connector fields and the `connector_nodes` extension.
-pub fn instance(state: &AppState, instance: &Instance, connector: Option<&Connector>, nodes: &[Node]) -> Value {
+pub fn instance(
+    state: &AppState,
+    instance: &Instance,
+    connector: Option<&Connector>,
+    nodes: &[Node],
+) -> Value {
     let now = now_ms();
     let enabled = connector.is_some_and(|c| c.state != "deleting");
     let live = nodes.iter().filter(|n| node_alive(state, n, now)).count();
@@ -95,7 +104,11 @@ pub struct TaskStatus {
 }
 
 pub fn task_status(state: &AppState, task: &Task, nodes: &[Node]) -> TaskStatus {
-    let unknown = |status| TaskStatus { status, health: "UNKNOWN", error: None };
+    let unknown = |status| TaskStatus {
+        status,
+        health: "UNKNOWN",
+        error: None,
+    };
     match task.desired.as_str() {
         "WAITING" => return unknown("WAITING"),
         "PAUSED" => return unknown("PAUSED"),
@@ -108,10 +121,16 @@ pub fn task_status(state: &AppState, task: &Task, nodes: &[Node]) -> TaskStatus 
         .flat_map(|n| n.report.tasks.iter())
         .filter(|r| r.task_id == task.id && r.generation == task.generation)
         .collect();
-    let running = reports.iter().any(|r| r.state == "running" || r.state == "failing");
+    let running = reports
+        .iter()
+        .any(|r| r.state == "running" || r.state == "failing");
     let failing = reports.iter().find(|r| r.state == "failing");
     if !running {
-        return unknown(if task.restarting { "RESTARTING" } else { "CREATING" });
+        return unknown(if task.restarting {
+            "RESTARTING"
+        } else {
+            "CREATING"
+        });
     }
     match failing {
         Some(report) => TaskStatus {
@@ -119,7 +138,11 @@ pub fn task_status(state: &AppState, task: &Task, nodes: &[Node]) -> TaskStatus 
             health: "FAILING",
             error: report.error.clone(),
         },
-        None => TaskStatus { status: "RUNNING", health: "HEALTHY", error: None },
+        None => TaskStatus {
+            status: "RUNNING",
+            health: "HEALTHY",
+            error: None,
+        },
     }
 }
 
@@ -135,8 +158,14 @@ pub fn task(state: &AppState, task: &Task, nodes: &[Node]) -> Value {
             out.insert(field.into(), value.clone());
         }
     }
-    let sink_type = stored.get("sink_type").cloned().unwrap_or(Value::from("NONE"));
-    let source_type = stored.get("source_type").cloned().unwrap_or(Value::from("NONE"));
+    let sink_type = stored
+        .get("sink_type")
+        .cloned()
+        .unwrap_or(Value::from("NONE"));
+    let source_type = stored
+        .get("source_type")
+        .cloned()
+        .unwrap_or(Value::from("NONE"));
     let sink = match stored.get("sink_task") {
         Some(Value::Object(sink)) if sink_type == "OBS_SINK" => sink_response(sink),
         _ => json!({}),
@@ -180,7 +209,11 @@ pub fn job(job: &Job) -> Value {
 pub fn job_progress(job: &Job) -> Value {
     let total = job.steps.len().max(1);
     let done = job.steps.iter().filter(|s| s.statue == "COMPLETED").count();
-    let percentage = if job.status == "SUCCESS" { 100 } else { done * 100 / total };
+    let percentage = if job.status == "SUCCESS" {
+        100
+    } else {
+        done * 100 / total
+    };
     json!({
         "progress_percentage": percentage,
         "remain_time": 0,

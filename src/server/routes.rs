@@ -30,25 +30,47 @@ pub fn router() -> Router<SharedState> {
             "/v2/{project_id}/kafka/instances/{instance_id}/delete-connector",
             post(connector_delete),
         )
-        .route(&format!("{INSTANCE}/connector/tasks"), post(task_create).get(task_list))
+        .route(
+            &format!("{INSTANCE}/connector/tasks"),
+            post(task_create).get(task_list),
+        )
         .route(
             &format!("{INSTANCE}/connector/tasks/{{task_id}}"),
             get(task_show).put(task_modify).delete(task_delete),
         )
-        .route(&format!("{INSTANCE}/connector/tasks/{{task_id}}/pause"), put(task_pause))
-        .route(&format!("{INSTANCE}/connector/tasks/{{task_id}}/resume"), put(task_resume))
-        .route(&format!("{INSTANCE}/connector/tasks/{{task_id}}/restart"), put(task_restart))
+        .route(
+            &format!("{INSTANCE}/connector/tasks/{{task_id}}/pause"),
+            put(task_pause),
+        )
+        .route(
+            &format!("{INSTANCE}/connector/tasks/{{task_id}}/resume"),
+            put(task_resume),
+        )
+        .route(
+            &format!("{INSTANCE}/connector/tasks/{{task_id}}/restart"),
+            put(task_restart),
+        )
         .route(
             "/v2/{project_id}/kafka/instances/{instance_id}/connector/tasks/{task_id}/restart",
             put(task_restart),
         )
         .route(&format!("{INSTANCE}/tasks"), get(job_list))
-        .route(&format!("{INSTANCE}/tasks/{{job_id}}"), get(job_show).delete(job_delete))
-        .route(&format!("{INSTANCE}/tasks/{{job_id}}/progress"), get(job_progress))
+        .route(
+            &format!("{INSTANCE}/tasks/{{job_id}}"),
+            get(job_show).delete(job_delete),
+        )
+        .route(
+            &format!("{INSTANCE}/tasks/{{job_id}}/progress"),
+            get(job_progress),
+        )
 }
 
 pub async fn unknown_path() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "DMS.00404001", "The requested URL does not exist.")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "DMS.00404001",
+        "The requested URL does not exist.",
+    )
 }
 
 pub async fn method_not_allowed() -> ApiError {
@@ -64,7 +86,12 @@ fn no_content() -> Response {
 }
 
 /// Loads an instance of the caller's project.
-fn load_instance(state: &SharedState, caller: &Caller, project_id: &str, instance_id: &str) -> ApiResult<Instance> {
+fn load_instance(
+    state: &SharedState,
+    caller: &Caller,
+    project_id: &str,
+    instance_id: &str,
+) -> ApiResult<Instance> {
     caller.check_project(project_id, instance_id)?;
     state
         .store
@@ -79,7 +106,10 @@ fn load_task(state: &SharedState, instance: &Instance, task_id: &str) -> ApiResu
         .ok_or_else(|| ApiError::no_task(task_id))
 }
 
-fn connector_nodes(state: &SharedState, instance_id: &str) -> ApiResult<(Option<Connector>, Vec<crate::store::Node>)> {
+fn connector_nodes(
+    state: &SharedState,
+    instance_id: &str,
+) -> ApiResult<(Option<Connector>, Vec<crate::store::Node>)> {
     let connector = state.store.connector_of(instance_id)?;
     let nodes = match &connector {
         Some(c) => state.store.nodes_of(&c.id)?,
@@ -89,13 +119,21 @@ fn connector_nodes(state: &SharedState, instance_id: &str) -> ApiResult<(Option<
 }
 
 /// Parses an optional integer query parameter within a range.
-fn query_int(query: &HashMap<String, String>, name: &str, default: i64, min: i64, max: i64) -> ApiResult<i64> {
+fn query_int(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> ApiResult<i64> {
     let Some(raw) = query.get(name).filter(|v| !v.is_empty()) else {
         return Ok(default);
     };
-    let value: i64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("Invalid query parameter {name}: {raw:?} is not an integer.")))?;
+    let value: i64 = raw.parse().map_err(|_| {
+        ApiError::invalid(format!(
+            "Invalid query parameter {name}: {raw:?} is not an integer."
+        ))
+    })?;
     if !(min..=max).contains(&value) {
         return Err(ApiError::invalid(format!(
             "Invalid query parameter {name}: {value} is outside {min}..={max}."
@@ -119,9 +157,15 @@ async fn instance_list(
     match query.get("engine").map(String::as_str) {
         Some("kafka") => {}
         Some(other) => {
-            return Err(ApiError::invalid(format!("Invalid query parameter engine: {other:?}; use kafka.")));
+            return Err(ApiError::invalid(format!(
+                "Invalid query parameter engine: {other:?}; use kafka."
+            )));
         }
-        None => return Err(ApiError::invalid("Missing query parameter engine: use engine=kafka.")),
+        None => {
+            return Err(ApiError::invalid(
+                "Missing query parameter engine: use engine=kafka.",
+            ));
+        }
     }
     let offset = query_int(&query, "offset", 0, 0, i64::MAX)? as usize;
     let limit = query_int(&query, "limit", 10, 1, 50)? as usize;
@@ -136,16 +180,29 @@ async fn instance_list(
             Some(name) => i.name.contains(name.as_str()),
             None => true,
         };
-        let id_ok = query.get("instance_id").filter(|v| !v.is_empty()).is_none_or(|id| &i.id == id);
-        let status_ok = query.get("status").filter(|v| !v.is_empty()).is_none_or(|s| &i.status == s);
+        let id_ok = query
+            .get("instance_id")
+            .filter(|v| !v.is_empty())
+            .is_none_or(|id| &i.id == id);
+        let status_ok = query
+            .get("status")
+            .filter(|v| !v.is_empty())
+            .is_none_or(|s| &i.status == s);
         name_ok && id_ok && status_ok
     });
     let mut rendered = Vec::new();
     for instance in page(&instances, offset, limit) {
         let (connector, nodes) = connector_nodes(&state, &instance.id)?;
-        rendered.push(render::instance(&state, &instance, connector.as_ref(), &nodes));
+        rendered.push(render::instance(
+            &state,
+            &instance,
+            connector.as_ref(),
+            &nodes,
+        ));
     }
-    Ok(Json(json!({ "instances": rendered, "instance_num": instances.len() })))
+    Ok(Json(
+        json!({ "instances": rendered, "instance_num": instances.len() }),
+    ))
 }
 
 async fn instance_show(
@@ -155,7 +212,12 @@ async fn instance_show(
 ) -> ApiResult<Json<Value>> {
     let instance = load_instance(&state, &caller, &project_id, &instance_id)?;
     let (connector, nodes) = connector_nodes(&state, &instance.id)?;
-    Ok(Json(render::instance(&state, &instance, connector.as_ref(), &nodes)))
+    Ok(Json(render::instance(
+        &state,
+        &instance,
+        connector.as_ref(),
+        &nodes,
+    )))
 }
 
 // Connector
@@ -177,18 +239,20 @@ async fn connector_create(
 ) -> ApiResult<Json<Value>> {
     let instance = load_instance(&state, &caller, &project_id, &instance_id)?;
     let request = validate::connector_request(&validate::parse_object(&body, true)?)?;
-    let specification = request.specification.unwrap_or_else(|| instance.specification.clone());
+    let specification = request
+        .specification
+        .unwrap_or_else(|| instance.specification.clone());
     if state.config.specification_bytes(&specification).is_none() {
         return Err(ApiError::invalid(format!(
             "Invalid specification {specification:?}: use 100MB, 300MB, 600MB, 1200MB or one defined in the server configuration."
         )));
     }
-    if let Some(code) = &request.spec_code {
-        if state.config.memory_budget(code).is_none() {
-            return Err(ApiError::invalid(format!(
-                "Invalid spec_code {code:?}: no node profile has this code; use kafka.c3.mini.connector or one defined in the server configuration."
-            )));
-        }
+    if let Some(code) = &request.spec_code
+        && state.config.memory_budget(code).is_none()
+    {
+        return Err(ApiError::invalid(format!(
+            "Invalid spec_code {code:?}: no node profile has this code; use kafka.c3.mini.connector or one defined in the server configuration."
+        )));
     }
     let now = now_ms();
     let connector = Connector {
@@ -213,14 +277,18 @@ async fn connector_create(
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "DMS.00404027",
-                format!("Connector already exists on instance {id}; disable Smart Connect before enabling it again."),
+                format!(
+                    "Connector already exists on instance {id}; disable Smart Connect before enabling it again."
+                ),
             ));
         }
         Err(Conflict::NoInstance(id)) => return Err(ApiError::no_instance(&id)),
         Err(e) => return Err(ApiError::internal(e)),
     }
     info!(instance_id = %instance.id, connector_id = %connector.id, job_id = %job.id, node_cnt = connector.node_cnt, "Connector creation started.");
-    Ok(Json(json!({ "job_id": job.id, "connector_id": connector.id })))
+    Ok(Json(
+        json!({ "job_id": job.id, "connector_id": connector.id }),
+    ))
 }
 
 async fn connector_delete(
@@ -278,14 +346,21 @@ async fn task_create(
     let instance = load_instance(&state, &caller, &project_id, &instance_id)?;
     let body = validate::parse_object(&body, false)?;
     let connector = ready_connector(&state, &instance)?;
-    let defaults = validate::TaskDefaults { timezone: &state.config.server.timezone };
+    let defaults = validate::TaskDefaults {
+        timezone: &state.config.server.timezone,
+    };
     let request = validate::task_request(&body, &defaults)?;
     let task = Task {
         id: uuid::Uuid::new_v4().to_string(),
         instance_id: instance.id.clone(),
         name: request.name,
         entity: request.entity,
-        desired: if request.start_later { "WAITING" } else { "RUNNING" }.to_string(),
+        desired: if request.start_later {
+            "WAITING"
+        } else {
+            "RUNNING"
+        }
+        .to_string(),
         generation: 0,
         restarting: false,
         created_at: now_ms(),
@@ -361,18 +436,23 @@ async fn task_modify(
     }
     // The response entity carries fields a request may echo back; only the
     // request fields matter, and the name cannot change.
-    body.entry("task_name").or_insert_with(|| Value::from(task.name.clone()));
+    body.entry("task_name")
+        .or_insert_with(|| Value::from(task.name.clone()));
     let old_sink = task.entity.get("sink_task").cloned().unwrap_or(Value::Null);
-    if let (Some(Value::Object(new_sink)), Value::Object(old_sink)) = (body.get_mut("sink_task"), &old_sink) {
+    if let (Some(Value::Object(new_sink)), Value::Object(old_sink)) =
+        (body.get_mut("sink_task"), &old_sink)
+    {
         for field in ["access_key", "secret_key"] {
-            if !new_sink.contains_key(field) {
-                if let Some(value) = old_sink.get(field) {
-                    new_sink.insert(field.to_string(), value.clone());
-                }
+            if !new_sink.contains_key(field)
+                && let Some(value) = old_sink.get(field)
+            {
+                new_sink.insert(field.to_string(), value.clone());
             }
         }
     }
-    let defaults = validate::TaskDefaults { timezone: &state.config.server.timezone };
+    let defaults = validate::TaskDefaults {
+        timezone: &state.config.server.timezone,
+    };
     let request = validate::task_request(&body, &defaults)?;
     if request.name != task.name {
         return Err(ApiError::invalid(format!(
@@ -394,7 +474,9 @@ async fn task_delete(
 ) -> ApiResult<Response> {
     let instance = load_instance(&state, &caller, &project_id, &instance_id)?;
     let task = load_task(&state, &instance, &task_id)?;
-    let groups: Vec<String> = (0..=task.generation).map(|g| group_id(&task.id, g)).collect();
+    let groups: Vec<String> = (0..=task.generation)
+        .map(|g| group_id(&task.id, g))
+        .collect();
     state.store.delete_task(&task, &groups)?;
     info!(instance_id = %instance.id, task_id = %task.id, "Task deleted; its consumer groups are queued for removal.");
     Ok(no_content())
@@ -460,7 +542,10 @@ async fn task_restart(
             return;
         }
         let old_group = group_id(&task.id, task.generation);
-        if let Err(e) = queued.store.queue_group_deletion(&task.instance_id, &old_group) {
+        if let Err(e) = queued
+            .store
+            .queue_group_deletion(&task.instance_id, &old_group)
+        {
             tracing::warn!(task_id = %task.id, group = %old_group, error = %e, "Queueing removal of the old consumer group failed.");
         }
         task.generation += 1;
@@ -478,7 +563,11 @@ fn parse_job_time(name: &str, value: Option<&String>) -> ApiResult<Option<i64>> 
     };
     chrono::NaiveDateTime::parse_from_str(value, "%Y%m%d%H%M%S")
         .map(|t| Some(t.and_utc().timestamp_millis()))
-        .map_err(|_| ApiError::invalid(format!("Invalid query parameter {name}: {value:?}; use YYYYMMDDHHmmss.")))
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "Invalid query parameter {name}: {value:?}; use YYYYMMDDHHmmss."
+            ))
+        })
 }
 
 async fn job_list(
@@ -493,11 +582,22 @@ async fn job_list(
     let begin = parse_job_time("begin_time", query.get("begin_time"))?;
     let end = parse_job_time("end_time", query.get("end_time"))?;
     let jobs = state.store.jobs(&instance.id, begin, end)?;
-    let rendered: Vec<Value> = page(&jobs, start - 1, limit).iter().map(render::job).collect();
-    Ok(Json(json!({ "task_count": jobs.len().to_string(), "tasks": rendered })))
+    let rendered: Vec<Value> = page(&jobs, start - 1, limit)
+        .iter()
+        .map(render::job)
+        .collect();
+    Ok(Json(
+        json!({ "task_count": jobs.len().to_string(), "tasks": rendered }),
+    ))
 }
 
-fn load_job(state: &SharedState, caller: &Caller, project_id: &str, instance_id: &str, job_id: &str) -> ApiResult<Job> {
+fn load_job(
+    state: &SharedState,
+    caller: &Caller,
+    project_id: &str,
+    instance_id: &str,
+    job_id: &str,
+) -> ApiResult<Job> {
     let instance = load_instance(state, caller, project_id, instance_id)?;
     state
         .store
@@ -511,7 +611,9 @@ async fn job_show(
     Path((project_id, instance_id, job_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let job = load_job(&state, &caller, &project_id, &instance_id, &job_id)?;
-    Ok(Json(json!({ "task_count": "1", "tasks": [render::job(&job)] })))
+    Ok(Json(
+        json!({ "task_count": "1", "tasks": [render::job(&job)] }),
+    ))
 }
 
 async fn job_progress(
@@ -533,7 +635,10 @@ async fn job_delete(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "DMS.00400017",
-            format!("This DMS instance job task is still running: {job_id} is {}; delete it after it ends.", job.status),
+            format!(
+                "This DMS instance job task is still running: {job_id} is {}; delete it after it ends.",
+                job.status
+            ),
         ));
     }
     state.store.delete_job(&job.id)?;

@@ -124,7 +124,9 @@ async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> an
                     }
                     Ok(None) => {
                         let stale = known.is_none_or(|n| now - n.last_heartbeat > dead_after);
-                        if stale && slot.started.elapsed() > Duration::from_millis(dead_after as u64) {
+                        if stale
+                            && slot.started.elapsed() > Duration::from_millis(dead_after as u64)
+                        {
                             warn!(node_id = %id, "Node sent no heartbeat within the dead-after time; killing it.");
                             let _ = child.kill().await;
                             slot.child = None;
@@ -166,14 +168,18 @@ async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> an
             }
         }
     }
-    let unwanted: Vec<String> = slots.keys().filter(|id| !wanted.contains(*id)).cloned().collect();
+    let unwanted: Vec<String> = slots
+        .keys()
+        .filter(|id| !wanted.contains(*id))
+        .cloned()
+        .collect();
     for id in unwanted {
-        if let Some(mut slot) = slots.remove(&id) {
-            if let Some(child) = slot.child.as_mut() {
-                // Nodes of a connector being deleted also receive `stop` in
-                // their heartbeat response and exit by themselves.
-                terminate(&id, child).await;
-            }
+        if let Some(mut slot) = slots.remove(&id)
+            && let Some(child) = slot.child.as_mut()
+        {
+            // Nodes of a connector being deleted also receive `stop` in
+            // their heartbeat response and exit by themselves.
+            terminate(&id, child).await;
         }
     }
     Ok(())
@@ -187,7 +193,10 @@ fn spawn(state: &SharedState, connector: &Connector, slot: u32, id: &str) -> any
     let logs = state.data_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let log_path = logs.join(format!("node-{id}.log"));
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let child = Command::new(binary)
         .arg("node")
         .arg("--server")

@@ -15,7 +15,7 @@ pub fn parse_object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Val
             Err(ApiError::empty_body())
         };
     }
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::malformed_json(e))?;
+    let text = std::str::from_utf8(body).map_err(ApiError::malformed_json)?;
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::malformed_json("the body must be a JSON object")),
@@ -23,7 +23,11 @@ pub fn parse_object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Val
     }
 }
 
-pub fn opt_str<'a>(obj: &'a Map<String, Value>, field: &str, path: &str) -> ApiResult<Option<&'a str>> {
+pub fn opt_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> ApiResult<Option<&'a str>> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -45,10 +49,9 @@ pub fn opt_int(obj: &Map<String, Value>, field: &str, path: &str) -> ApiResult<O
     let name = join(path, field);
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid(format!("Invalid {name}: {n} is not an integer in range."))),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+            ApiError::invalid(format!("Invalid {name}: {n} is not an integer in range."))
+        }),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => s
             .trim()
@@ -71,7 +74,9 @@ fn check_range(name: &str, value: i64, min: i64, max: i64) -> ApiResult<i64> {
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(ApiError::invalid(format!("Invalid {name}: {value} is outside {min}..={max}.")))
+        Err(ApiError::invalid(format!(
+            "Invalid {name}: {value} is outside {min}..={max}."
+        )))
     }
 }
 
@@ -133,7 +138,9 @@ pub struct TaskRequest {
 const MAX_TOPICS: usize = 20;
 
 fn task_name(name: &str) -> ApiResult<()> {
-    let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !(4..=64).contains(&name.len()) || !valid_chars {
         return Err(ApiError::invalid(format!(
             "Invalid task_name {name:?}: use 4 to 64 characters from letters, digits, '_' and '-'."
@@ -161,7 +168,10 @@ pub struct TaskDefaults<'a> {
     pub timezone: &'a str,
 }
 
-pub fn task_request(obj: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> ApiResult<TaskRequest> {
+pub fn task_request(
+    obj: &Map<String, Value>,
+    defaults: &TaskDefaults<'_>,
+) -> ApiResult<TaskRequest> {
     let name = opt_str(obj, "task_name", "")?
         .ok_or_else(|| ApiError::invalid("Missing task_name: every task needs a name."))?;
     task_name(name)?;
@@ -177,7 +187,9 @@ pub fn task_request(obj: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> Ap
             ));
         }
         (None, None) => {
-            return Err(ApiError::invalid("Missing topics: give topics or topics_regex."));
+            return Err(ApiError::invalid(
+                "Missing topics: give topics or topics_regex.",
+            ));
         }
         (Some(list), None) => {
             let names: Vec<&str> = list.split(',').map(str::trim).collect();
@@ -198,7 +210,11 @@ pub fn task_request(obj: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> Ap
         }
     }
     let source_type = opt_str(obj, "source_type", "")?.unwrap_or("NONE");
-    check_enum("source_type", source_type, &["NONE", "KAFKA_REPLICATOR_SOURCE"])?;
+    check_enum(
+        "source_type",
+        source_type,
+        &["NONE", "KAFKA_REPLICATOR_SOURCE"],
+    )?;
     let sink_type = opt_str(obj, "sink_type", "")?.unwrap_or("NONE");
     check_enum("sink_type", sink_type, &["NONE", "OBS_SINK"])?;
     match (source_type, sink_type) {
@@ -224,14 +240,19 @@ pub fn task_request(obj: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> Ap
     let sink = match obj.get("sink_task") {
         Some(Value::Object(sink)) => sink,
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid("Missing sink_task: an OBS_SINK task needs sink_task."));
+            return Err(ApiError::invalid(
+                "Missing sink_task: an OBS_SINK task needs sink_task.",
+            ));
         }
         Some(_) => return Err(ApiError::wrong_type("sink_task", "an object")),
     };
     entity.insert("source_type".into(), Value::from(source_type));
     entity.insert("source_task".into(), Value::Object(Map::new()));
     entity.insert("sink_type".into(), Value::from(sink_type));
-    entity.insert("sink_task".into(), Value::Object(sink_task(sink, defaults)?));
+    entity.insert(
+        "sink_task".into(),
+        Value::Object(sink_task(sink, defaults)?),
+    );
     Ok(TaskRequest {
         name: name.to_string(),
         start_later,
@@ -243,7 +264,9 @@ pub fn task_request(obj: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> Ap
 /// would also match Kafka's internal topics.
 fn topics_regex_rule(regex: &str) -> ApiResult<()> {
     if regex.len() > 255 {
-        return Err(ApiError::invalid("Invalid topics_regex: at most 255 characters."));
+        return Err(ApiError::invalid(
+            "Invalid topics_regex: at most 255 characters.",
+        ));
     }
     if regex == ".*" || regex == "^.*" || regex == "^.*$" {
         return Err(ApiError::invalid(
@@ -261,7 +284,9 @@ fn obs_path_rule(path: &str) -> ApiResult<String> {
     let valid_chars = path
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.'));
-    let traversal = path.split('/').any(|segment| segment == "." || segment == "..");
+    let traversal = path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..");
     if path.len() > 256 || !valid_chars || traversal {
         return Err(ApiError::invalid(format!(
             "Invalid sink_task.obs_path {path:?}: use at most 256 characters from letters, digits, '_', '-', '.' and '/', without '.' or '..' segments."
@@ -287,17 +312,25 @@ fn bucket_rule(bucket: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn sink_task(sink: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> ApiResult<Map<String, Value>> {
+fn sink_task(
+    sink: &Map<String, Value>,
+    defaults: &TaskDefaults<'_>,
+) -> ApiResult<Map<String, Value>> {
     const P: &str = "sink_task";
     let mut out = Map::new();
     let strategy = opt_str(sink, "consumer_strategy", P)?.unwrap_or("latest");
-    check_enum("sink_task.consumer_strategy", strategy, &["latest", "earliest"])?;
+    check_enum(
+        "sink_task.consumer_strategy",
+        strategy,
+        &["latest", "earliest"],
+    )?;
     let file_type = opt_str(sink, "destination_file_type", P)?.unwrap_or("TEXT");
     check_enum("sink_task.destination_file_type", file_type, &["TEXT"])?;
     let interval = opt_int(sink, "deliver_time_interval", P)?.unwrap_or(300);
     check_range("sink_task.deliver_time_interval", interval, 30, 900)?;
-    let bucket = opt_str(sink, "obs_bucket_name", P)?
-        .ok_or_else(|| ApiError::invalid("Missing sink_task.obs_bucket_name: name the destination bucket."))?;
+    let bucket = opt_str(sink, "obs_bucket_name", P)?.ok_or_else(|| {
+        ApiError::invalid("Missing sink_task.obs_bucket_name: name the destination bucket.")
+    })?;
     bucket_rule(bucket)?;
     let path = obs_path_rule(opt_str(sink, "obs_path", P)?.unwrap_or(""))?;
     let format = opt_str(sink, "partition_format", P)?.unwrap_or("yyyy/MM/dd/HH");
@@ -305,17 +338,29 @@ fn sink_task(sink: &Map<String, Value>, defaults: &TaskDefaults<'_>) -> ApiResul
         check_enum(
             "sink_task.partition_format",
             format,
-            &["yyyy", "yyyy/MM", "yyyy/MM/dd", "yyyy/MM/dd/HH", "yyyy/MM/dd/HH/mm"],
+            &[
+                "yyyy",
+                "yyyy/MM",
+                "yyyy/MM/dd",
+                "yyyy/MM/dd/HH",
+                "yyyy/MM/dd/HH/mm",
+            ],
         )?;
     }
     let delimiter = opt_str(sink, "record_delimiter", P)?.unwrap_or("\n");
     if record_delimiter_bytes(delimiter).is_none() {
-        check_enum("sink_task.record_delimiter", delimiter, &[",", ";", "|", "\\n", "NULL"])?;
+        check_enum(
+            "sink_task.record_delimiter",
+            delimiter,
+            &[",", ";", "|", "\\n", "NULL"],
+        )?;
     }
     let store_keys = opt_bool(sink, "store_keys", P)?.unwrap_or(false);
     let kv_delimiter = opt_str(sink, "kv_delimiter", P)?.unwrap_or(":");
     if kv_delimiter.is_empty() || kv_delimiter.len() > 8 {
-        return Err(ApiError::invalid("Invalid sink_task.kv_delimiter: use 1 to 8 characters."));
+        return Err(ApiError::invalid(
+            "Invalid sink_task.kv_delimiter: use 1 to 8 characters.",
+        ));
     }
     let flush_size = opt_int(sink, "flush_size", P)?.unwrap_or(1_000_000);
     check_range("sink_task.flush_size", flush_size, 1, 1_000_000)?;
@@ -414,8 +459,11 @@ mod tests {
 
     #[test]
     fn task_defaults_are_filled_in() {
-        let req = task_request(&obj(task(json!({"obs_bucket_name": "bucket-1"}))), &defaults())
-            .expect("valid");
+        let req = task_request(
+            &obj(task(json!({"obs_bucket_name": "bucket-1"}))),
+            &defaults(),
+        )
+        .expect("valid");
         let sink = &req.entity["sink_task"];
         assert_eq!(sink["deliver_time_interval"], 300);
         assert_eq!(sink["record_delimiter"], "\n");
@@ -454,20 +502,38 @@ mod tests {
     #[test]
     fn wrong_types_name_the_field() {
         let err = task_request(
-            &obj(task(json!({"obs_bucket_name": "bucket-1", "store_keys": 3}))),
+            &obj(task(
+                json!({"obs_bucket_name": "bucket-1", "store_keys": 3}),
+            )),
             &defaults(),
         )
         .expect_err("type");
         assert_eq!(err.code, "DMS.00400085");
-        assert!(err.message.contains("sink_task.store_keys"), "{}", err.message);
+        assert!(
+            err.message.contains("sink_task.store_keys"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn malformed_and_empty_bodies_have_their_codes() {
-        assert_eq!(parse_object(b"{", false).expect_err("bad").code, "DMS.00400005");
-        assert_eq!(parse_object(b"[1]", false).expect_err("bad").code, "DMS.00400005");
-        assert_eq!(parse_object(b"", false).expect_err("empty").code, "DMS.00400004");
+        assert_eq!(
+            parse_object(b"{", false).expect_err("bad").code,
+            "DMS.00400005"
+        );
+        assert_eq!(
+            parse_object(b"[1]", false).expect_err("bad").code,
+            "DMS.00400005"
+        );
+        assert_eq!(
+            parse_object(b"", false).expect_err("empty").code,
+            "DMS.00400004"
+        );
         assert!(parse_object(b"", true).expect("empty ok").is_empty());
-        assert_eq!(parse_object(b"\xff", false).expect_err("utf8").code, "DMS.00400005");
+        assert_eq!(
+            parse_object(b"\xff", false).expect_err("utf8").code,
+            "DMS.00400005"
+        );
     }
 }

@@ -112,7 +112,10 @@ mod tests {
         // 2026-12-04T13:05:00Z
         let ts = 1_796_389_500_000;
         let key = naming("events", "yyyy/MM/dd/HH", "UTC").chunk_key("orders", 3, 12345, ts);
-        assert_eq!(key, "events/orders/2026/12/04/13/orders+3+00000000000000012345.txt");
+        assert_eq!(
+            key,
+            "events/orders/2026/12/04/13/orders+3+00000000000000012345.txt"
+        );
     }
 
     #[test]

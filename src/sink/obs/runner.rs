@@ -30,7 +30,9 @@ use tracing::{debug, error, info, warn};
 
 use super::encode::{TextFormat, record_delimiter_bytes};
 use super::naming::{ObjectNaming, PartitionFormat};
-use super::store::{ChunkMeta, ChunkStore, LocalStore, PutOutcome, S3Settings, S3Store, StoreError};
+use super::store::{
+    ChunkMeta, ChunkStore, LocalStore, PutOutcome, S3Settings, S3Store, StoreError,
+};
 use crate::node::limits::NodeLimits;
 use crate::protocol::{TaskReport, TaskSpec};
 
@@ -176,10 +178,14 @@ fn build_store(spec: &TaskSpec) -> Result<Box<dyn ChunkStore>, StoreError> {
             secret_key: sink.secret_key.clone(),
         })?)),
         None => {
-            let root = sink.local_root.as_deref().ok_or_else(|| StoreError::Permanent {
-                key: String::new(),
-                message: "the task has neither an S3 endpoint nor a local bucket root".to_string(),
-            })?;
+            let root = sink
+                .local_root
+                .as_deref()
+                .ok_or_else(|| StoreError::Permanent {
+                    key: String::new(),
+                    message: "the task has neither an S3 endpoint nor a local bucket root"
+                        .to_string(),
+                })?;
             Ok(Box::new(Arc::new(LocalStore::new(
                 std::path::Path::new(root),
                 &sink.bucket,
@@ -203,12 +209,18 @@ fn build_consumer(
         .set("auto.offset.reset", spec.sink.consumer_strategy.as_str())
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", session_timeout.to_string())
-        .set("heartbeat.interval.ms", (session_timeout / 5).max(300).to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (session_timeout / 5).max(300).to_string(),
+        )
         // Uploads run inline; a long object-store outage must not expel the node.
         .set("max.poll.interval.ms", "900000")
         .set("topic.metadata.refresh.interval.ms", "10000")
         .set("queued.max.messages.kbytes", prefetch_kbytes.to_string())
-        .set("fetch.max.bytes", (prefetch_kbytes * 1024 / 2).max(1 << 20).to_string())
+        .set(
+            "fetch.max.bytes",
+            (prefetch_kbytes * 1024 / 2).max(1 << 20).to_string(),
+        )
         .set("max.partition.fetch.bytes", "1048576")
         .set("fetch.wait.max.ms", "100");
     for (key, value) in &kafka.extra {
@@ -221,7 +233,11 @@ fn build_consumer(
 }
 
 /// Runs the task until `handles.stop` turns true, then puts the open chunks and returns.
-pub async fn run(spec: TaskSpec, kafka: KafkaSettings, handles: RunnerHandles) -> anyhow::Result<()> {
+pub async fn run(
+    spec: TaskSpec,
+    kafka: KafkaSettings,
+    handles: RunnerHandles,
+) -> anyhow::Result<()> {
     let sink = &spec.sink;
     let format = TextFormat {
         store_keys: sink.store_keys,
@@ -253,7 +269,9 @@ pub async fn run(spec: TaskSpec, kafka: KafkaSettings, handles: RunnerHandles) -
     let mut runner = Runner {
         interval: Duration::from_secs(sink.deliver_time_interval_s),
         flush_size: sink.flush_size.max(1),
-        part_size: usize::try_from(sink.part_size_bytes).unwrap_or(usize::MAX).max(1),
+        part_size: usize::try_from(sink.part_size_bytes)
+            .unwrap_or(usize::MAX)
+            .max(1),
         freeze_epoch: handles.limits.freeze_epoch(),
         spec,
         consumer,
@@ -427,7 +445,10 @@ impl Runner {
         for (topic, partition) in self.partitions.keys() {
             tpl.add_partition(topic, *partition);
         }
-        match self.consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        match self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+        {
             Ok(committed) => {
                 for element in committed.elements() {
                     if let Offset::Offset(offset) = element.offset() {
@@ -440,7 +461,9 @@ impl Runner {
                     }
                 }
             }
-            Err(e) => warn!(task_id = %self.task_id(), error = %e, "Reading committed offsets failed."),
+            Err(e) => {
+                warn!(task_id = %self.task_id(), error = %e, "Reading committed offsets failed.")
+            }
         }
     }
 
@@ -457,7 +480,10 @@ impl Runner {
             r.records_read += 1;
             r.bytes_read += raw_len as u64;
         });
-        let state = self.partitions.entry(key.clone()).or_insert_with(PartitionState::new);
+        let state = self
+            .partitions
+            .entry(key.clone())
+            .or_insert_with(PartitionState::new);
         if state.next_offset.is_some_and(|next| offset < next) {
             return None;
         }
@@ -489,7 +515,11 @@ impl Runner {
         let due: Vec<PartitionKey> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.chunk.as_ref().is_some_and(|c| c.opened.elapsed() >= self.interval))
+            .filter(|(_, s)| {
+                s.chunk
+                    .as_ref()
+                    .is_some_and(|c| c.opened.elapsed() >= self.interval)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -523,21 +553,17 @@ impl Runner {
         let Some(chunk) = state.chunk.as_ref() else {
             return;
         };
-        let object_key = self.naming.chunk_key(
-            &key.0,
-            key.1,
-            chunk.first_offset,
-            chunk.first_timestamp_ms,
-        );
+        let object_key =
+            self.naming
+                .chunk_key(&key.0, key.1, chunk.first_offset, chunk.first_timestamp_ms);
         let full = chunk.record_count >= self.flush_size
             || chunk.body.len() >= self.part_size
             || chunk.opened.elapsed() >= self.interval
             || forced;
         if state.verify_next_chunk && !full {
             state.verify_next_chunk = false;
-            match self.head_with_retry(&object_key).await {
-                Some(Some(existing)) => self.adopt(key, existing),
-                Some(None) | None => {}
+            if let Some(Some(existing)) = self.head_with_retry(&object_key).await {
+                self.adopt(key, existing)
             }
             return;
         }
@@ -639,7 +665,7 @@ impl Runner {
     fn record_failure(&mut self, object_key: &str, error: &StoreError, attempt: u32) {
         self.consecutive_failures += 1;
         // Log the first failures, then one in ten, so an outage does not flood the log.
-        if attempt < 3 || attempt % 10 == 0 {
+        if attempt < 3 || attempt.is_multiple_of(10) {
             let level_error = !error.is_transient();
             if level_error {
                 error!(task_id = %self.task_id(), object_key, attempt, error = %error, "Object store request failed; retrying.");
@@ -699,10 +725,12 @@ impl Runner {
         state.verify_next_chunk = true;
         self.handles.limits.release(released);
         self.update_report(|r| r.objects_adopted += 1);
-        if seek {
-            if let Err(e) = self.consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5)) {
-                debug!(task_id = %self.task_id(), topic = %key.0, partition = key.1, error = %e, "Seek after adopted chunk failed; skipping records instead.");
-            }
+        if seek
+            && let Err(e) =
+                self.consumer
+                    .seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))
+        {
+            debug!(task_id = %self.task_id(), topic = %key.0, partition = key.1, error = %e, "Seek after adopted chunk failed; skipping records instead.");
         }
         self.commit(key, next);
     }
@@ -739,12 +767,19 @@ impl Runner {
             };
             state.verify_next_chunk = false;
             let object_key = match state.chunk.as_ref() {
-                Some(c) => self.naming.chunk_key(&key.0, key.1, c.first_offset, c.first_timestamp_ms),
+                Some(c) => {
+                    self.naming
+                        .chunk_key(&key.0, key.1, c.first_offset, c.first_timestamp_ms)
+                }
                 None => continue,
             };
-            match tokio::time::timeout(Duration::from_secs(10), self.store_once(&key, &object_key)).await {
+            match tokio::time::timeout(Duration::from_secs(10), self.store_once(&key, &object_key))
+                .await
+            {
                 Ok(()) => {}
-                Err(_) => warn!(task_id = %self.task_id(), object_key, "Putting a chunk at shutdown timed out; its records stay uncommitted."),
+                Err(_) => {
+                    warn!(task_id = %self.task_id(), object_key, "Putting a chunk at shutdown timed out; its records stay uncommitted.")
+                }
             }
         }
         for (_, state) in self.partitions.drain() {
@@ -772,7 +807,9 @@ impl Runner {
         match self.store.put_if_absent(object_key, body, meta).await {
             Ok(PutOutcome::Created) => self.complete(key, meta),
             Ok(PutOutcome::Exists(existing)) => self.adopt(key, existing),
-            Err(e) => warn!(task_id = %self.task_id(), object_key, error = %e, "Putting a chunk at shutdown failed; its records stay uncommitted."),
+            Err(e) => {
+                warn!(task_id = %self.task_id(), object_key, error = %e, "Putting a chunk at shutdown failed; its records stay uncommitted.")
+            }
         }
     }
 }
@@ -830,7 +867,11 @@ mod tests {
         for offset in offsets {
             let value = format!("v{offset}");
             format.append(&mut body, None, Some(value.as_bytes()));
-            records.push((*offset, offset * 10, format.encoded_len(None, Some(value.as_bytes()))));
+            records.push((
+                *offset,
+                offset * 10,
+                format.encoded_len(None, Some(value.as_bytes())),
+            ));
         }
         Chunk {
             first_offset: offsets[0],

@@ -120,7 +120,12 @@ impl LocalStore {
         }
     }
 
-    fn put_blocking(&self, key: &str, body: &[u8], meta: ChunkMeta) -> Result<PutOutcome, StoreError> {
+    fn put_blocking(
+        &self,
+        key: &str,
+        body: &[u8],
+        meta: ChunkMeta,
+    ) -> Result<PutOutcome, StoreError> {
         use std::io::Write;
 
         let io_error = |e: std::io::Error| StoreError::Transient {
@@ -146,14 +151,18 @@ impl LocalStore {
         match result {
             Ok(()) => {
                 if let Some(parent) = target.parent() {
-                    std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(io_error)?;
+                    std::fs::File::open(parent)
+                        .and_then(|dir| dir.sync_all())
+                        .map_err(io_error)?;
                 }
                 Ok(PutOutcome::Created)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 match self.head_blocking(key)? {
                     Some(existing) => Ok(PutOutcome::Exists(existing)),
-                    None => Err(StoreError::ForeignObject { key: key.to_string() }),
+                    None => Err(StoreError::ForeignObject {
+                        key: key.to_string(),
+                    }),
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Err(StoreError::Permanent {
@@ -174,13 +183,18 @@ impl LocalStore {
         }
         match ChunkMeta::from_lookup(|name| get_xattr(&path, name)) {
             Some(meta) => Ok(Some(meta)),
-            None => Err(StoreError::ForeignObject { key: key.to_string() }),
+            None => Err(StoreError::ForeignObject {
+                key: key.to_string(),
+            }),
         }
     }
 }
 
 fn xattr_name(name: &str) -> std::ffi::CString {
-    let name = format!("user.{}", name.replace('-', "_").replacen("weir_", "weir.", 1));
+    let name = format!(
+        "user.{}",
+        name.replace('-', "_").replacen("weir_", "weir.", 1)
+    );
     std::ffi::CString::new(name).expect("attribute names contain no NUL")
 }
 
@@ -200,7 +214,11 @@ fn set_xattr(path: &Path, name: &str, value: &str) -> std::io::Result<()> {
             0,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn get_xattr(path: &Path, name: &str) -> Option<String> {
@@ -211,7 +229,12 @@ fn get_xattr(path: &Path, name: &str) -> Option<String> {
     // SAFETY: both strings are NUL-terminated; the buffer pointer and length
     // describe a live, writable buffer.
     let len = unsafe {
-        libc::getxattr(c_path.as_ptr(), c_name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::getxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     let len = usize::try_from(len).ok()?;
     String::from_utf8(buf.get(..len)?.to_vec()).ok()
@@ -220,7 +243,11 @@ fn get_xattr(path: &Path, name: &str) -> Option<String> {
 #[async_trait]
 impl ChunkStore for Arc<LocalStore> {
     fn describe(&self) -> String {
-        format!("local bucket {} at {}", self.bucket, self.bucket_dir.display())
+        format!(
+            "local bucket {} at {}",
+            self.bucket,
+            self.bucket_dir.display()
+        )
     }
 
     async fn put_if_absent(
@@ -234,7 +261,10 @@ impl ChunkStore for Arc<LocalStore> {
         let key_for_error = key.clone();
         tokio::task::spawn_blocking(move || this.put_blocking(&key, &body, meta))
             .await
-            .map_err(|e| StoreError::Transient { key: key_for_error, message: e.to_string() })?
+            .map_err(|e| StoreError::Transient {
+                key: key_for_error,
+                message: e.to_string(),
+            })?
     }
 
     async fn head(&self, key: &str) -> Result<Option<ChunkMeta>, StoreError> {
@@ -243,7 +273,10 @@ impl ChunkStore for Arc<LocalStore> {
         let key_for_error = key.clone();
         tokio::task::spawn_blocking(move || this.head_blocking(&key))
             .await
-            .map_err(|e| StoreError::Transient { key: key_for_error, message: e.to_string() })?
+            .map_err(|e| StoreError::Transient {
+                key: key_for_error,
+                message: e.to_string(),
+            })?
     }
 }
 
@@ -312,10 +345,19 @@ fn classify(key: &str, error: object_store::Error) -> StoreError {
     let message = error.to_string();
     match error {
         E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotSupported { .. } => {
-            StoreError::Permanent { key: key.to_string(), message }
+            StoreError::Permanent {
+                key: key.to_string(),
+                message,
+            }
         }
-        _ if message.contains("NoSuchBucket") => StoreError::Permanent { key: key.to_string(), message },
-        _ => StoreError::Transient { key: key.to_string(), message },
+        _ if message.contains("NoSuchBucket") => StoreError::Permanent {
+            key: key.to_string(),
+            message,
+        },
+        _ => StoreError::Transient {
+            key: key.to_string(),
+            message,
+        },
     }
 }
 
@@ -334,7 +376,10 @@ impl ChunkStore for S3Store {
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, AttributeValue::from("text/plain"));
         for (name, value) in meta.pairs() {
-            attributes.insert(Attribute::Metadata(name.into()), AttributeValue::from(value));
+            attributes.insert(
+                Attribute::Metadata(name.into()),
+                AttributeValue::from(value),
+            );
         }
         let options = PutOptions {
             mode: PutMode::Create,
@@ -342,7 +387,11 @@ impl ChunkStore for S3Store {
             ..PutOptions::default()
         };
         let path = ObjectPath::from(key);
-        match self.inner.put_opts(&path, PutPayload::from_bytes(body), options).await {
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from_bytes(body), options)
+            .await
+        {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. }) => match self.head(key).await? {
                 Some(existing) => Ok(PutOutcome::Exists(existing)),
@@ -370,7 +419,9 @@ impl ChunkStore for S3Store {
                         .get(&Attribute::Metadata(name.to_string().into()))
                         .map(|v| v.to_string())
                 });
-                meta.map(Some).ok_or_else(|| StoreError::ForeignObject { key: key.to_string() })
+                meta.map(Some).ok_or_else(|| StoreError::ForeignObject {
+                    key: key.to_string(),
+                })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify(key, e)),
@@ -418,8 +469,17 @@ mod tests {
             .put_if_absent("t/x+0+1.txt", Bytes::from_static(b"v"), meta(1, 9))
             .await
             .expect("put");
-        assert_eq!(store.head("t/x+0+1.txt").await.expect("head"), Some(meta(1, 9)));
-        assert!(!dir.path().join(".weir-tmp").read_dir().expect("tmp dir").any(|_| true));
+        assert_eq!(
+            store.head("t/x+0+1.txt").await.expect("head"),
+            Some(meta(1, 9))
+        );
+        assert!(
+            !dir.path()
+                .join(".weir-tmp")
+                .read_dir()
+                .expect("tmp dir")
+                .any(|_| true)
+        );
     }
 
     #[tokio::test]
