@@ -22,19 +22,25 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEIR_CACHE = Path(os.environ.get("WEIR_CACHE", Path.home() / ".cache" / "weir"))
+os.environ["WEIR_CACHE"] = str(WEIR_CACHE)
+# Importing huaweicloudsdkcore writes $HOME/.huaweicloud/application_id, so
+# point HOME at a scratch directory first (WEIR_CACHE above keeps the real one).
+os.environ["HOME"] = str(REPO_ROOT / ".weir-test" / "home")
+Path(os.environ["HOME"]).mkdir(parents=True, exist_ok=True)
 
-from harness import procs
-from harness.flights import load_flights
-from harness.kafka import Kafka, TansuBroker, wait_for_broker
-from harness.s3 import FaultyProxy, MotoServer, isolate_aws_environment
-from harness.weir import WeirServer, deep_merge, default_config, new_key
+import pytest  # noqa: E402
+
+from harness import procs  # noqa: E402
+from harness.flights import load_flights  # noqa: E402
+from harness.kafka import Kafka, TansuBroker, wait_for_broker  # noqa: E402
+from harness.s3 import FaultyProxy, MotoServer, isolate_aws_environment  # noqa: E402
+from harness.weir import WeirServer, deep_merge, default_config, new_key  # noqa: E402
 
 # Set before any boto3 client exists: dummy credentials and no metadata service.
 isolate_aws_environment()
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WEIR_CACHE = Path(os.environ.get("WEIR_CACHE", Path.home() / ".cache" / "weir"))
 WEIR_BIN = Path(os.environ.get("WEIR_BIN", REPO_ROOT / "target" / "debug" / "weir"))
 TANSU_BIN = Path(os.environ.get("WEIR_TANSU", WEIR_CACHE / "tansu-0.6.0" / "bin" / "tansu"))
 MOTO_BIN = Path(sys.executable).parent / "moto_server"
