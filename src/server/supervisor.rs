@@ -186,10 +186,7 @@ async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> an
 }
 
 fn spawn(state: &SharedState, connector: &Connector, slot: u32, id: &str) -> anyhow::Result<Child> {
-    let binary = match &state.config.nodes.binary {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?,
-    };
+    let binary = node_binary(state)?;
     let logs = state.data_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let log_path = logs.join(format!("node-{id}.log"));
@@ -197,7 +194,7 @@ fn spawn(state: &SharedState, connector: &Connector, slot: u32, id: &str) -> any
         .create(true)
         .append(true)
         .open(&log_path)?;
-    let child = Command::new(binary)
+    let child = Command::new(&binary)
         .arg("node")
         .arg("--server")
         .arg(&state.public_url)
@@ -214,6 +211,27 @@ fn spawn(state: &SharedState, connector: &Connector, slot: u32, id: &str) -> any
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(false)
-        .spawn()?;
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "running {} failed: {e}; set nodes.binary in the configuration to the weir binary",
+                binary.display()
+            )
+        })?;
     Ok(child)
+}
+
+/// Returns the binary for child nodes: `nodes.binary`, or the running binary.
+/// Linux reports a running binary that was replaced on disk (by a rebuild or
+/// an upgrade) as `PATH (deleted)`; the new file at `PATH` is the one to run.
+fn node_binary(state: &SharedState) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(path) = &state.config.nodes.binary {
+        return Ok(path.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(original) => std::path::PathBuf::from(original),
+        None => exe,
+    })
 }

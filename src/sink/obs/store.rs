@@ -307,11 +307,12 @@ impl S3Store {
             .with_endpoint(&settings.endpoint)
             .with_region(&settings.region)
             .with_bucket_name(&settings.bucket)
-            .with_allow_http(true)
             .with_virtual_hosted_style_request(!settings.path_style)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_client_options(
+                // Set on the options, which replace the builder's earlier client settings.
                 ClientOptions::new()
+                    .with_allow_http(true)
                     .with_timeout(Duration::from_secs(30))
                     .with_connect_timeout(Duration::from_secs(5)),
             )
