@@ -223,7 +223,7 @@ class WeirServer:
         def is_our_node(argv: list[str]) -> bool:
             return (
                 len(argv) >= 2
-                and os.path.basename(argv[0]) == "weir"
+                and "weir" in os.path.basename(argv[0])
                 and argv[1] == "node"
                 and any(arg.startswith(self.url) or arg.endswith(f":{self.port}") for arg in argv)
             )
@@ -231,13 +231,16 @@ class WeirServer:
         return find_processes(is_our_node)
 
     def wait_node_count(self, count: int, timeout: float = 60) -> list[int]:
-        def enough() -> list[int] | None:
+        """Wait until exactly `count` node processes are alive; return their ids."""
+        def enough() -> tuple[list[int]] | None:
             pids = self.node_pids()
-            return pids if len(pids) == count else None
+            # A one-element tuple is truthy even when pids is empty.
+            return (pids,) if len(pids) == count else None
 
-        return wait_until(
+        found = wait_until(
             enough, timeout=timeout, interval=0.2, message=lambda: f"{count} node processes (found {self.node_pids()})"
         )
+        return found[0]
 
     def metrics(self) -> str:
         response = requests.get(f"{self.url}/metrics", timeout=10)
