@@ -85,11 +85,17 @@ impl NodeLimits {
         self.memory_budget.load(Ordering::Relaxed)
     }
 
-    /// Bytes that open chunks may hold: half of the budget. The other half
-    /// covers librdkafka's prefetch queues, the copy of a chunk being
-    /// uploaded and the process itself.
+    /// Bytes that open chunks may hold: 5/16 of the budget. librdkafka's
+    /// prefetch queue gets 1/16 per task ([`NodeLimits::prefetch_budget`]);
+    /// the rest covers fetch buffers, per-partition state, allocator slack
+    /// and the process itself.
     pub fn chunk_budget(&self) -> usize {
-        usize::try_from(self.memory_budget() / 2).unwrap_or(usize::MAX)
+        usize::try_from(self.memory_budget() / 16 * 5).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes librdkafka may hold in the prefetch queue of one consumer.
+    pub fn prefetch_budget(&self) -> u64 {
+        self.memory_budget() / 16
     }
 
     pub fn hold(&self, bytes: usize) {
@@ -170,6 +176,6 @@ mod tests {
         assert_eq!(limits.buffered_bytes(), 70);
         limits.release(100);
         assert_eq!(limits.buffered_bytes(), 0);
-        assert_eq!(limits.chunk_budget(), 50);
+        assert_eq!(limits.chunk_budget(), 30);
     }
 }

@@ -107,10 +107,29 @@ struct Chunk {
     last_offset: i64,
     record_count: u64,
     body: Vec<u8>,
+    /// The body handed to the object store, kept for retries without a copy.
+    sealed: Option<Bytes>,
     opened: Instant,
     /// Records in the chunk with their encoded length, kept so that the chunk
     /// can be cut after an adopted chunk that ends inside it.
     records: Vec<(i64, i64, usize)>,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.sealed.as_ref().map_or(self.body.len(), Bytes::len)
+    }
+
+    fn content(&self) -> &[u8] {
+        self.sealed.as_deref().unwrap_or(&self.body)
+    }
+
+    /// Freezes the body for upload. No record is appended afterwards: a put
+    /// runs inline in the consumer loop.
+    fn seal(&mut self) -> Bytes {
+        let body = std::mem::take(&mut self.body);
+        self.sealed.get_or_insert_with(|| Bytes::from(body)).clone()
+    }
 }
 
 struct PartitionState {
@@ -201,7 +220,7 @@ fn build_consumer(
 ) -> Result<StreamConsumer<GroupContext>, KafkaError> {
     let mut config = crate::kafka::client_config(&kafka.bootstrap_servers);
     let session_timeout = kafka.session_timeout_ms.max(1000);
-    let prefetch_kbytes = (limits.memory_budget() / 8 / 1024).clamp(1024, 65536);
+    let prefetch_kbytes = (limits.prefetch_budget() / 1024).clamp(1024, 65536);
     config
         .set("group.id", group_id(&spec.task_id, spec.generation))
         .set("enable.auto.commit", "false")
@@ -410,7 +429,7 @@ impl Runner {
     /// partition's next owner reads them again.
     fn release(&self, chunk: Option<Chunk>) {
         if let Some(chunk) = chunk {
-            self.handles.limits.release(chunk.body.len());
+            self.handles.limits.release(chunk.len());
         }
     }
 
@@ -495,6 +514,7 @@ impl Runner {
             last_offset: offset,
             record_count: 0,
             body: Vec::with_capacity(encoded.max(4096)),
+            sealed: None,
             opened: Instant::now(),
             records: Vec::new(),
         });
@@ -533,7 +553,7 @@ impl Runner {
             let largest = self
                 .partitions
                 .iter()
-                .filter_map(|(k, s)| s.chunk.as_ref().map(|c| (c.body.len(), k.clone())))
+                .filter_map(|(k, s)| s.chunk.as_ref().map(|c| (c.len(), k.clone())))
                 .max();
             if let Some((_, key)) = largest {
                 debug!(task_id = %self.task_id(), topic = %key.0, partition = key.1, "Memory budget reached; putting the largest chunk early.");
@@ -557,7 +577,7 @@ impl Runner {
             self.naming
                 .chunk_key(&key.0, key.1, chunk.first_offset, chunk.first_timestamp_ms);
         let full = chunk.record_count >= self.flush_size
-            || chunk.body.len() >= self.part_size
+            || chunk.len() >= self.part_size
             || chunk.opened.elapsed() >= self.interval
             || forced;
         if state.verify_next_chunk && !full {
@@ -595,7 +615,7 @@ impl Runner {
     async fn put_with_retry(&mut self, key: &PartitionKey, object_key: &str) -> Flushed {
         let mut attempt = 0u32;
         loop {
-            let Some(chunk) = self.partitions.get(key).and_then(|s| s.chunk.as_ref()) else {
+            let Some(chunk) = self.partitions.get_mut(key).and_then(|s| s.chunk.as_mut()) else {
                 return Flushed::Done;
             };
             let meta = ChunkMeta {
@@ -603,7 +623,7 @@ impl Runner {
                 last_offset: chunk.last_offset,
                 record_count: chunk.record_count,
             };
-            let body = Bytes::copy_from_slice(&chunk.body);
+            let body = chunk.seal();
             if self.handles.limits.freeze_epoch() != self.freeze_epoch {
                 self.check_freeze();
                 return Flushed::Abandoned;
@@ -686,7 +706,7 @@ impl Runner {
         let Some(chunk) = state.chunk.take() else {
             return;
         };
-        let bytes = chunk.body.len();
+        let bytes = chunk.len();
         self.handles.limits.release(bytes);
         state.verify_next_chunk = false;
         self.update_report(|r| {
@@ -708,7 +728,7 @@ impl Runner {
         let mut seek = false;
         if let Some(chunk) = state.chunk.take() {
             if chunk.last_offset < next {
-                released = chunk.body.len();
+                released = chunk.len();
                 seek = state.next_offset.is_some_and(|n| n < next);
             } else {
                 let (kept, cut_bytes) = split_chunk(&chunk, next);
@@ -784,7 +804,7 @@ impl Runner {
         }
         for (_, state) in self.partitions.drain() {
             if let Some(chunk) = state.chunk {
-                self.handles.limits.release(chunk.body.len());
+                self.handles.limits.release(chunk.len());
             }
         }
         let _ = self.consumer.commit_consumer_state(CommitMode::Sync);
@@ -795,7 +815,7 @@ impl Runner {
 
     /// One put attempt, used at shutdown where retrying would delay the stop.
     async fn store_once(&mut self, key: &PartitionKey, object_key: &str) {
-        let Some(chunk) = self.partitions.get(key).and_then(|s| s.chunk.as_ref()) else {
+        let Some(chunk) = self.partitions.get_mut(key).and_then(|s| s.chunk.as_mut()) else {
             return;
         };
         let meta = ChunkMeta {
@@ -803,7 +823,7 @@ impl Runner {
             last_offset: chunk.last_offset,
             record_count: chunk.record_count,
         };
-        let body = Bytes::copy_from_slice(&chunk.body);
+        let body = chunk.seal();
         match self.store.put_if_absent(object_key, body, meta).await {
             Ok(PutOutcome::Created) => self.complete(key, meta),
             Ok(PutOutcome::Exists(existing)) => self.adopt(key, existing),
@@ -830,15 +850,16 @@ fn split_chunk(chunk: &Chunk, next: i64) -> (Option<Chunk>, usize) {
     }
     let rest = chunk.records.get(index..).unwrap_or_default();
     let Some((first_offset, first_ts, _)) = rest.first().copied() else {
-        return (None, chunk.body.len());
+        return (None, chunk.len());
     };
-    let body = chunk.body.get(start..).unwrap_or_default().to_vec();
+    let body = chunk.content().get(start..).unwrap_or_default().to_vec();
     let kept = Chunk {
         first_offset,
         first_timestamp_ms: first_ts,
         last_offset: chunk.last_offset,
         record_count: rest.len() as u64,
         body,
+        sealed: None,
         opened: chunk.opened,
         records: rest.to_vec(),
     };
@@ -879,6 +900,7 @@ mod tests {
             last_offset: *offsets.last().expect("offsets"),
             record_count: offsets.len() as u64,
             body,
+            sealed: None,
             opened: Instant::now(),
             records,
         }
@@ -900,7 +922,7 @@ mod tests {
         let original = chunk(&[1, 2]);
         let (kept, dropped) = split_chunk(&original, 3);
         assert!(kept.is_none());
-        assert_eq!(dropped, original.body.len());
+        assert_eq!(dropped, original.len());
     }
 
     #[test]
