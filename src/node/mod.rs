@@ -46,6 +46,16 @@ struct RunningTask {
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
     report: Arc<Mutex<TaskReport>>,
+    /// Runs of this task that ended with an error, for the restart backoff.
+    failures: u32,
+    /// When the runner was seen ended; its last report is kept until the
+    /// backoff has passed, so that the server shows why it failed.
+    ended_at: Option<std::time::Instant>,
+}
+
+/// Delay before a failed runner is started again: 1 s doubling to 60 s.
+fn runner_backoff(failures: u32) -> Duration {
+    Duration::from_secs((1u64 << failures.min(6)).min(60))
 }
 
 struct Node {
