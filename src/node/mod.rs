@@ -347,7 +347,7 @@ fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> 
     let error_report = Arc::clone(&report);
     let handle = tokio::spawn(async move {
         if let Err(e) = runner::run(runner_spec, kafka, handles).await {
-            error!(task_id = %task_id, error = %e, "Task runner failed; it restarts with the next heartbeat.");
+            error!(task_id = %task_id, error = %e, "Task runner failed; it starts again after a backoff.");
             if let Ok(mut report) = error_report.lock() {
                 report.state = "failing".to_string();
                 report.error = Some(e.to_string());
@@ -359,6 +359,8 @@ fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> 
         stop,
         handle,
         report,
+        failures: 0,
+        ended_at: None,
     }
 }
 
