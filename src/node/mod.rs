@@ -302,15 +302,25 @@ impl Node {
                 stop_task(running).await;
             }
         }
-        // A runner that ended by itself (an error) is started again.
-        let finished: Vec<String> = self
-            .tasks
-            .iter()
-            .filter(|(_, r)| r.handle.is_finished())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in finished {
+        // A runner that ended by itself failed; it is started again after a backoff.
+        let mut restart = Vec::new();
+        for (id, running) in self.tasks.iter_mut() {
+            if !running.handle.is_finished() {
+                continue;
+            }
+            let ended_at = *running.ended_at.get_or_insert_with(std::time::Instant::now);
+            if ended_at.elapsed() >= runner_backoff(running.failures) {
+                restart.push((id.clone(), running.failures + 1));
+            }
+        }
+        for (id, failures) in restart {
             self.tasks.remove(&id);
+            if let Some(spec) = wanted.get(&id) {
+                info!(task_id = %id, failures, "Starting a failed task runner again.");
+                let mut running = start_task(spec.clone(), kafka.clone(), Arc::clone(&self.limits));
+                running.failures = failures;
+                self.tasks.insert(id, running);
+            }
         }
         for (id, spec) in wanted {
             if self.tasks.contains_key(&id) {
