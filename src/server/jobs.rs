@@ -111,6 +111,15 @@ fn mark_step(job: &mut Job, index: usize, statue: &str) {
     }
 }
 
+/// Marks the current step done, starts the next one and stores the job.
+fn complete_step(state: &SharedState, job: &mut Job) -> rusqlite::Result<()> {
+    let index = job.step as usize;
+    mark_step(job, index, "COMPLETED");
+    mark_step(job, index + 1, "IN_PROGRESS");
+    job.step += 1;
+    state.store.update_job(job)
+}
+
 /// Moves a job forward by as many steps as are done.
 fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
     let Some(connector_id) = connector_id_of(&job) else {
@@ -137,19 +146,13 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
             if job.step == 0 {
                 // The supervisor starts nodes for every connector in the
                 // `creating` state; nothing to do but record it.
-                mark_step(&mut job, 0, "COMPLETED");
-                mark_step(&mut job, 1, "IN_PROGRESS");
-                job.step = 1;
-                state.store.update_job(&job)?;
+                complete_step(state, &mut job)?;
             }
             if job.step == 1 {
                 let nodes = state.store.nodes_of(&connector.id)?;
                 let ready = nodes.iter().filter(|n| node_ready(state, n, now)).count();
                 if ready >= connector.node_cnt as usize {
-                    mark_step(&mut job, 1, "COMPLETED");
-                    mark_step(&mut job, 2, "IN_PROGRESS");
-                    job.step = 2;
-                    state.store.update_job(&job)?;
+                    complete_step(state, &mut job)?;
                 } else if now - job.created_at > state.config.server.job_timeout_s as i64 * 1000 {
                     let reason = format!(
                         "{ready} of {} connector nodes joined within {} s; see the node logs under {}",
@@ -172,10 +175,7 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
         }
         DELETE_CONNECTOR => {
             if job.step == 0 {
-                mark_step(&mut job, 0, "COMPLETED");
-                mark_step(&mut job, 1, "IN_PROGRESS");
-                job.step = 1;
-                state.store.update_job(&job)?;
+                complete_step(state, &mut job)?;
             }
             if job.step == 1 {
                 let live = match &connector {
@@ -192,10 +192,7 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
                     if live > 0 {
                         warn!(job_id = %job.id, live, "Nodes did not leave in time; removing the connector anyway.");
                     }
-                    mark_step(&mut job, 1, "COMPLETED");
-                    mark_step(&mut job, 2, "IN_PROGRESS");
-                    job.step = 2;
-                    state.store.update_job(&job)?;
+                    complete_step(state, &mut job)?;
                 }
             }
             if job.step == 2 {

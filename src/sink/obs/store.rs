@@ -257,27 +257,27 @@ impl ChunkStore for Arc<LocalStore> {
         meta: ChunkMeta,
     ) -> Result<PutOutcome, StoreError> {
         let this = Arc::clone(self);
-        let key = key.to_string();
-        let key_for_error = key.clone();
-        tokio::task::spawn_blocking(move || this.put_blocking(&key, &body, meta))
-            .await
-            .map_err(|e| StoreError::Transient {
-                key: key_for_error,
-                message: e.to_string(),
-            })?
+        run_blocking(key, move |key| this.put_blocking(key, &body, meta)).await
     }
 
     async fn head(&self, key: &str) -> Result<Option<ChunkMeta>, StoreError> {
         let this = Arc::clone(self);
-        let key = key.to_string();
-        let key_for_error = key.clone();
-        tokio::task::spawn_blocking(move || this.head_blocking(&key))
-            .await
-            .map_err(|e| StoreError::Transient {
-                key: key_for_error,
-                message: e.to_string(),
-            })?
+        run_blocking(key, move |key| this.head_blocking(key)).await
     }
+}
+
+/// Runs file-system work for `key` on tokio's blocking pool.
+async fn run_blocking<T: Send + 'static>(
+    key: &str,
+    work: impl FnOnce(&str) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let owned = key.to_string();
+    tokio::task::spawn_blocking(move || work(&owned))
+        .await
+        .map_err(|e| StoreError::Transient {
+            key: key.to_string(),
+            message: e.to_string(),
+        })?
 }
 
 /// Settings of an S3-compatible destination.
