@@ -9,14 +9,16 @@ Environment:
 - WEIR_TEST_BOOTSTRAP: use this external Kafka instead of starting tansu.
 - WEIR_TEST_TANSU_STORAGE: "sqlite" (default) or "memory" for the tansu broker.
 
-Every process is started in its own process group with its output in a log
-file under the test's temporary directory; a failed test's report ends with
-the tails of the logs of the processes that ran during it.
+Every process is started in its own process group, with its output in a log
+file under the test's temporary directory. The report of a failed test ends
+with the tails of the logs of the processes that ran during it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import sys
 import time
 import uuid
@@ -49,6 +51,29 @@ MOTO_BIN = Path(sys.executable).parent / "moto_server"
 FLIGHTS_PARTITIONS = 6
 
 _servers: list[WeirServer] = []
+
+
+def _stop_everything() -> None:
+    """Stop every server (with its nodes) and every other process still running."""
+    for server in list(_servers):
+        server.stop()
+    for process in reversed(procs.STARTED):
+        if process.alive():
+            process.stop(grace=5)
+
+
+def _stop_on_signal(signum, frame) -> None:
+    # Processes run in their own sessions, so a SIGTERM or SIGHUP to pytest
+    # (a CI time-out, a closed terminal) would leave them running.
+    _stop_everything()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_configure(config):
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
+    atexit.register(_stop_everything)
 
 
 # ---- failure reports ----------------------------------------------------------
@@ -102,7 +127,7 @@ def broker(tmp_path_factory, tansu_bin) -> Kafka:
         return
     work_dir = tmp_path_factory.mktemp("broker")
     # NOTE: sqlite is the default although memory:// is faster, because tansu
-    # 0.6.0's memory engine answers ListOffsets(latest) with the base offset
+    # 0.6.0's memory engine returns ListOffsets(latest) as the base offset
     # of the newest batch plus one, which is wrong for batches of several
     # records and breaks consumer_strategy "latest" and lag figures.
     if os.environ.get("WEIR_TEST_TANSU_STORAGE", "sqlite") == "memory":
@@ -192,7 +217,7 @@ def weir_server(tmp_path, weir_bin, broker):
 
     The config (see harness.weir.default_config) has one API key, the given
     number of instances on the test broker, a 1 MB/s specification "1MB" and
-    a 64 MiB node profile "kafka.test.small"; overrides are merged into it.
+    a 64 MiB node profile "kafka.test.small". The overrides are merged into it.
     """
     started: list[WeirServer] = []
 

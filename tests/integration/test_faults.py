@@ -14,6 +14,7 @@ from harness.kafka import SteadyProducer
 from harness.objects import wait_for_dump
 from harness.procs import kill_pid, wait_until
 from harness.tasks import dump_format, obs_task, s3_reader, sink_config
+from harness.weir import process_is_stopped
 
 PARTITIONS = 6
 RECORDS_PER_SECOND = 300
@@ -79,6 +80,7 @@ def test_exactly_once_under_faults(weir_server, broker, faulty_s3):
         # 2. Freeze the other node past the session timeout, then let it go on.
         os.kill(second, signal.SIGSTOP)
         try:
+            wait_until(lambda: process_is_stopped(second), timeout=10, message=f"node {second} to stop")
             time.sleep(SESSION_TIMEOUT_MS / 1000 * 2)
         finally:
             os.kill(second, signal.SIGCONT)

@@ -109,9 +109,9 @@ def test_memory_budget(weir_server, broker):
     budget = 64 * MIB  # memory_budget_bytes of profile kafka.test.small
     # Allowance on top of the idle RSS and the budget: glibc keeps freed
     # chunks in per-thread arenas and returns them to the OS late, and
-    # librdkafka holds fetch responses while it parses them. 32 MiB (half the
-    # budget) covers both; a node that buffered its whole share of the
-    # backlog (150 MiB) would exceed the limit by far.
+    # librdkafka keeps fetch responses while it parses them. 32 MiB (half the
+    # budget) is an estimate that covers both. A node that buffered its whole
+    # share of the backlog (150 MiB) would exceed the limit by far.
     allowance = 32 * MIB
     server = weir_server()
     api = server.api

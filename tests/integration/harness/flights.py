@@ -37,7 +37,7 @@ def _encode_with_pandas() -> list[Flight]:
     frame = table.copy()
     for column in frame.columns:
         if frame[column].dtype == "float64":
-            # Every float column of this table holds whole numbers or NaN;
+            # Every float column of this table contains whole numbers or NaN;
             # Int64 writes them as 517 rather than 517.0, and NaN as null.
             frame[column] = frame[column].astype("Int64")
     lines = frame.to_json(orient="records", lines=True).splitlines()
@@ -110,7 +110,8 @@ def load_flights() -> list[Flight]:
 
 
 def sample_flights(count: int) -> list[Flight]:
-    """Return `count` flights spread evenly over the year (every n-th row)."""
+    """Return `count` flights, every n-th row of the table, so that the
+    sample spans the whole year."""
     flights = load_flights()
     step = max(1, len(flights) // count)
     return flights[::step][:count]

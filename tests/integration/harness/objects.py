@@ -257,8 +257,8 @@ def _match_records(
 ) -> tuple[int, str | None]:
     """Match content against records[start:]; return (records matched, problem).
 
-    With `count` (the object's record_count metadata) exactly that many
-    records must make up the content; without it records are matched
+    With `count` (the object's record_count metadata), exactly that many
+    records must make up the content. Without it, records are matched
     greedily, which is unambiguous unless a record encodes to no bytes.
     """
     position = 0

@@ -17,8 +17,8 @@ from botocore.config import Config
 from .procs import ManagedProcess, free_port, wait_until
 
 # Region and dummy credentials for boto3 and for Weir's S3 client. moto
-# accepts any key; the point is that no client looks for real credentials
-# or asks an instance-metadata service for them.
+# accepts any key, and with these no client looks for real credentials or
+# queries an instance-metadata service.
 REGION = "us-east-1"
 ACCESS_KEY = "testing-access-key"
 SECRET_KEY = "testing-secret-key"
@@ -93,7 +93,7 @@ class FaultyProxy:
     - "http503": each new connection gets `503 Service Unavailable` with an
       S3-style XML error body for its first request, then is closed.
     - "reset": each new connection is accepted and reset at once (RST).
-    - "blackhole": connections are accepted and never answered.
+    - "blackhole": connections are accepted and get no response.
 
     Switching away from "pass" also resets every open connection, so pooled
     keep-alive connections of the client cannot bypass the fault.

@@ -256,22 +256,6 @@ class WeirServer:
         return ManagedProcess(name, argv, log_dir / f"{name}.log", env=self.environment()).start()
 
 
-def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
-    """Sum the samples of a Prometheus metric whose labels include `labels`."""
-    total = None
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        metric, _, label_text = series.partition("{")
-        if metric != name:
-            continue
-        if labels and not all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            continue
-        total = (total or 0.0) + float(value)
-    return total
-
-
 def run_cli(binary: Path, args: list[str], server: WeirServer, key: Key | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run a `weir` client command against the server with WEIR_* variables."""
     key = key or server.key
