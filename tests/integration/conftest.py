@@ -78,6 +78,9 @@ def pytest_configure(config):
 
 # ---- failure reports ----------------------------------------------------------
 
+# Start time of the running test, so that its report lists the processes that ran during it.
+_START_KEY = pytest.StashKey[float]()
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
@@ -85,7 +88,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if call.when == "setup":
         item.stash[_START_KEY] = call.start
-    if not report.failed or call.when == "setup" and call.excinfo is None:
+    if not report.failed:
         return
     started = item.stash.get(_START_KEY, call.start)
     for process in procs.STARTED:
@@ -97,9 +100,6 @@ def pytest_runtest_makereport(item, call):
     for server in _servers:
         for path in sorted(server.data_dir.rglob("*.log"))[:5]:
             report.sections.append((f"log {path}", procs.tail(path, 80)))
-
-
-_START_KEY = pytest.StashKey[float]()
 
 
 def _require_binary(path: Path, how: str) -> Path:

@@ -14,7 +14,7 @@ import requests
 
 from harness.api import ApiClient, Key, canonical_request, signature
 from harness.checks import assert_error, assert_no_content, assert_ok, assert_request_id
-from harness.tasks import obs_task, sink_config, task_name
+from harness.tasks import obs_task, sink_config
 
 # The request of the CreateConnector API page, byte for byte.
 SEED_BODY = b'{\n  "specification" : "100MB",\n  "node_cnt" : "",\n  "spec_code" : "kafka.c3.mini.connector"\n}'
