@@ -99,11 +99,16 @@ fn load_instance(
         .ok_or_else(|| ApiError::no_instance(instance_id))
 }
 
+/// Loads a task. On an instance without a connector, where no task can
+/// exist, the error names the missing connector instead.
 fn load_task(state: &SharedState, instance: &Instance, task_id: &str) -> ApiResult<Task> {
-    state
-        .store
-        .task(&instance.id, task_id)?
-        .ok_or_else(|| ApiError::no_task(task_id))
+    if let Some(task) = state.store.task(&instance.id, task_id)? {
+        return Ok(task);
+    }
+    if state.store.connector_of(&instance.id)?.is_none() {
+        return Err(ApiError::no_connector(&instance.id));
+    }
+    Err(ApiError::no_task(task_id))
 }
 
 fn connector_nodes(
@@ -395,7 +400,10 @@ async fn task_list(
     let instance = load_instance(&state, &caller, &project_id, &instance_id)?;
     let offset = query_int(&query, "offset", 0, 0, i64::MAX)? as usize;
     let limit = query_int(&query, "limit", 10, 1, 50)? as usize;
-    let (_, nodes) = connector_nodes(&state, &instance.id)?;
+    let (connector, nodes) = connector_nodes(&state, &instance.id)?;
+    if connector.is_none() {
+        return Err(ApiError::no_connector(&instance.id));
+    }
     let tasks = state.store.tasks(&instance.id)?;
     let rendered: Vec<Value> = page(&tasks, offset, limit)
         .iter()

@@ -39,7 +39,6 @@ pub fn opt_bool(obj: &Map<String, Value>, field: &str, path: &str) -> ApiResult<
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) if s == "true" || s == "false" => Ok(Some(s == "true")),
         Some(_) => Err(ApiError::wrong_type(&join(path, field), "a boolean")),
     }
 }
@@ -57,7 +56,7 @@ pub fn opt_int(obj: &Map<String, Value>, field: &str, path: &str) -> ApiResult<O
             .trim()
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| ApiError::invalid(format!("Invalid {name}: {s:?} is not an integer."))),
+            .map_err(|_| ApiError::wrong_type(&name, "an integer or a numeric string")),
         Some(_) => Err(ApiError::wrong_type(&name, "an integer")),
     }
 }
@@ -103,7 +102,15 @@ pub const MIN_NODES: i64 = 2;
 pub const MAX_NODES: i64 = 16;
 
 pub fn connector_request(obj: &Map<String, Value>) -> ApiResult<ConnectorRequest> {
-    let node_cnt = match opt_int(obj, "node_cnt", "")? {
+    // The API documents node_cnt as a string, so text that is not a number is
+    // an invalid value rather than a wrong type.
+    let node_cnt = opt_int(obj, "node_cnt", "").map_err(|e| match obj.get("node_cnt") {
+        Some(Value::String(text)) => {
+            ApiError::invalid(format!("Invalid node_cnt: {text:?} is not an integer."))
+        }
+        _ => e,
+    })?;
+    let node_cnt = match node_cnt {
         None => 2,
         Some(n) if n < MIN_NODES => {
             return Err(ApiError::invalid(format!(
@@ -514,6 +521,20 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn text_for_integer_or_boolean_is_wrong_type() {
+        let sink = json!({"obs_bucket_name": "bucket-1", "deliver_time_interval": "thirty"});
+        let err = task_request(&obj(task(sink)), &defaults()).expect_err("type");
+        assert_eq!(err.code, "DMS.00400085");
+        let mut body = obj(task(json!({"obs_bucket_name": "bucket-1"})));
+        body.insert("start_later".into(), json!("true"));
+        let err = task_request(&body, &defaults()).expect_err("type");
+        assert_eq!(err.code, "DMS.00400085");
+        let sink = json!({"obs_bucket_name": "bucket-1", "deliver_time_interval": "60"});
+        let req = task_request(&obj(task(sink)), &defaults()).expect("numeric string");
+        assert_eq!(req.entity["sink_task"]["deliver_time_interval"], 60);
     }
 
     #[test]
