@@ -126,10 +126,11 @@ def broker(tmp_path_factory, tansu_bin) -> Kafka:
         yield Kafka(external)
         return
     work_dir = tmp_path_factory.mktemp("broker")
-    # NOTE: sqlite is the default although memory:// is faster, because tansu
-    # 0.6.0's memory engine returns ListOffsets(latest) as the base offset
-    # of the newest batch plus one, which is wrong for batches of several
-    # records and breaks consumer_strategy "latest" and lag figures.
+    # NOTE: sqlite is the default although memory:// is faster, because
+    # tansu 0.6.0's memory engine mishandles batches of several records. A
+    # fetch from an offset inside a batch returns the next batch, so a
+    # consumer that resumes mid-batch (after a commit or a rebalance) skips
+    # records. ListOffsets(latest) returns the newest batch's base offset + 1.
     if os.environ.get("WEIR_TEST_TANSU_STORAGE", "sqlite") == "memory":
         storage = "memory"
     else:

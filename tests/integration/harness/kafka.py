@@ -45,8 +45,9 @@ def merge_produced(target: Produced, extra: Produced) -> Produced:
 class TansuBroker:
     """`tansu broker` on a free loopback port, as a managed process.
 
-    storage: "memory" (fast, lost at exit) or a path for `sqlite://PATH`,
-    which survives a restart of the broker.
+    storage: "memory" (fast, lost at exit, and it loses records of
+    multi-record batches: see the broker fixture in conftest.py) or a path
+    for `sqlite://PATH`, which survives a restart of the broker.
     """
 
     def __init__(self, tansu_bin: Path, log_dir: Path, storage: str | Path = "memory"):
