@@ -1,6 +1,7 @@
-"""Exactly-once delivery under faults: node kill -9, a node frozen past the
-Kafka session timeout (a zombie), a server kill -9 and restart, and an
-object store that fails requests for a while, all under steady production."""
+"""Exactly-once delivery under faults with steady production: node kill -9,
+a node frozen past the Kafka session timeout (a zombie), a server kill -9
+and restart, an object store that fails requests for a while, and a broker
+restart."""
 
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ SESSION_TIMEOUT_MS = 6000
 # dead_after_ms above the freeze, so that the server does not replace the
 # frozen node and it really comes back as a zombie.
 FAULT_CONFIG = {"nodes": {"session_timeout_ms": SESSION_TIMEOUT_MS, "dead_after_ms": 30000}}
-
-
 CARRIERS = (b"AA", b"UA", b"DL", b"B6", b"EV")
 
 
@@ -120,8 +119,8 @@ def test_exactly_once_under_faults(weir_server, broker, faulty_s3):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_exactly_once_across_broker_restart(weir_server, sqlite_broker):
-    """The broker (SQLite storage, so it keeps its data) restarts while nodes
-    dump a topic under steady production."""
+    """The broker (SQLite storage, so it keeps its data) restarts between two
+    periods of steady production while nodes dump the topic."""
     broker_process, kafka = sqlite_broker()
     server = weir_server(FAULT_CONFIG)
     api = server.api

@@ -157,9 +157,9 @@ class Kafka:
     ) -> Produced:
         """Produce records and return what the delivery reports confirmed.
 
-        partition_of(index, record) picks the partition explicitly; None
-        leaves it to librdkafka's partitioner, which hashes the key. Raises if
-        any record is not delivered.
+        partition_of(index, record) picks the partition explicitly. None
+        leaves it to librdkafka's partitioner (a hash of the key, random for
+        null keys). Raises if any record is not delivered.
         """
         own_producer = producer is None
         producer = producer or self.producer()
