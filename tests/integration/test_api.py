@@ -170,7 +170,7 @@ def test_delete_connector(api, fresh_instance, terraform_body):
 
 
 def test_delete_connector_without_connector(api, fresh_instance):
-    assert_error(api.delete_connector(fresh_instance, None, expect=None), 400, BUSY)
+    assert_error(api.delete_connector(fresh_instance, None, expect=None), 404, NO_CONNECTOR)
 
 
 def test_delete_connector_unknown_instance(api):
