@@ -63,6 +63,62 @@ enum GroupEvent {
 struct GroupContext {
     events: Mutex<Vec<GroupEvent>>,
     task_id: String,
+    /// The task starts at `latest`: pin the start of newly assigned partitions.
+    pin_latest: bool,
+}
+
+impl GroupContext {
+    /// Commits the high watermark of every assigned partition that has no
+    /// committed offset yet, and seeks there.
+    ///
+    /// Without this, each node that is assigned such a partition resolves
+    /// `latest` anew, and records produced between two rebalances would be
+    /// skipped by the second owner.
+    fn pin_start(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+        let timeout = Duration::from_secs(10);
+        let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
+            Ok(committed) => committed,
+            Err(e) => {
+                warn!(task_id = %self.task_id, error = %e, "Reading committed offsets of new partitions failed; they start at the broker's latest offset.");
+                return;
+            }
+        };
+        let mut pinned = TopicPartitionList::new();
+        for element in committed.elements() {
+            if matches!(element.offset(), Offset::Offset(_)) {
+                continue;
+            }
+            match consumer.fetch_watermarks(element.topic(), element.partition(), timeout) {
+                Ok((_, high)) => {
+                    let _ = pinned.add_partition_offset(
+                        element.topic(),
+                        element.partition(),
+                        Offset::Offset(high),
+                    );
+                }
+                Err(e) => {
+                    warn!(task_id = %self.task_id, topic = element.topic(), partition = element.partition(), error = %e, "Reading the high watermark failed.")
+                }
+            }
+        }
+        if pinned.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&pinned, CommitMode::Sync) {
+            warn!(task_id = %self.task_id, error = %e, "Committing the start offsets failed.");
+        }
+        for element in pinned.elements() {
+            if let Err(e) = consumer.seek(
+                element.topic(),
+                element.partition(),
+                element.offset(),
+                timeout,
+            ) {
+                debug!(task_id = %self.task_id, topic = element.topic(), partition = element.partition(), error = %e, "Seek to the start offset failed.");
+            }
+        }
+        info!(task_id = %self.task_id, partitions = pinned.count(), "Start offsets of new partitions committed at the high watermark.");
+    }
 }
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -85,11 +141,14 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions = partitions_of(tpl);
                 info!(task_id = %self.task_id, ?partitions, "Partitions assigned.");
+                if self.pin_latest && tpl.count() > 0 {
+                    self.pin_start(consumer, tpl);
+                }
                 if let Ok(mut events) = self.events.lock() {
                     events.push(GroupEvent::Assigned(partitions));
                 }
@@ -167,6 +226,7 @@ struct Runner {
     part_size: usize,
     consecutive_failures: u32,
     freeze_epoch: u64,
+    assigned_once: bool,
 }
 
 /// Outcome of trying to put one chunk.
@@ -248,6 +308,7 @@ fn build_consumer(
     config.create_with_context(GroupContext {
         events: Mutex::new(Vec::new()),
         task_id: spec.task_id.clone(),
+        pin_latest: spec.sink.consumer_strategy == "latest",
     })
 }
 
@@ -300,8 +361,12 @@ pub async fn run(
         partitions: HashMap::new(),
         handles,
         consecutive_failures: 0,
+        assigned_once: false,
     };
-    runner.set_state("running", None);
+    // The task counts as running once the first assignment has been applied,
+    // so that a client that waits for RUNNING and then produces finds the
+    // records dumped even with `latest`.
+    runner.set_state("starting", None);
     let result = runner.run_loop().await;
     runner.shutdown().await;
     result
@@ -410,6 +475,10 @@ impl Runner {
                 GroupEvent::Assigned(partitions) => {
                     for key in partitions {
                         self.partitions.insert(key, PartitionState::new());
+                    }
+                    if !self.assigned_once {
+                        self.assigned_once = true;
+                        self.set_state("running", None);
                     }
                 }
                 GroupEvent::Revoked(partitions) => {
