@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::InstanceSecurity;
 
+// NOTE: secrets (API secret keys, OBS credentials in task entities, SASL
+// passwords) are stored in plain text; the file is only as safe as its
+// permissions. The schema has only been run on SQLite.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE keys (
     access_key TEXT PRIMARY KEY,

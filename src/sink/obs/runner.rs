@@ -376,6 +376,9 @@ fn subscribe(consumer: &StreamConsumer<GroupContext>, spec: &TaskSpec) -> Result
     match &spec.topics_regex {
         Some(regex) => {
             // librdkafka treats a subscription that starts with `^` as a regex.
+            // NOTE: the pattern runs in librdkafka's own regex engine, while the
+            // server validates it with Rust's linear-time `regex` crate; the
+            // two dialects differ at the edges.
             let pattern = if regex.starts_with('^') {
                 regex.clone()
             } else {
