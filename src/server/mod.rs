@@ -53,21 +53,26 @@ pub struct ServerArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Largest body a node may send, in bytes.
+const NODE_BODY_LIMIT: usize = 16 << 20;
+
 /// Builds the router of every endpoint.
 pub fn app(state: SharedState) -> Router {
+    // The signature check reads API bodies up to `server.max_body_bytes`
+    // itself; node heartbeats carry one report per task and get their own bound.
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(routes::router())
         .merge(admin::router())
+        .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_signature,
         ))
-        .merge(internal::router())
+        .merge(internal::router().layer(DefaultBodyLimit::max(NODE_BODY_LIMIT)))
         .merge(metrics::router())
         .fallback(routes::unknown_path)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -108,12 +113,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         config.server.listen = listen;
     }
     config.validate()?;
-    let data_dir = config.server.data_dir.clone();
-    let store = Store::open(&data_dir)?;
-    seed(&config, &store, &data_dir)?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("listening on {} failed: {e}", config.server.listen))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "listening on {:?} failed: {e}; give --listen (or WEIR_LISTEN) as HOST:PORT, such as 127.0.0.1:8780",
+                config.server.listen
+            )
+        })?;
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "creating data directory {} failed: {e}",
+            config.server.data_dir.display()
+        )
+    })?;
+    // Child nodes get absolute paths of the local buckets.
+    let data_dir = std::fs::canonicalize(&config.server.data_dir)?;
+    let store = Store::open(&data_dir)?;
+    seed(&config, &store, &data_dir)?;
     let bound: SocketAddr = listener.local_addr()?;
     let public_url = config.public_url(bound);
     let state = Arc::new(AppState {

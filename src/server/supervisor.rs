@@ -30,6 +30,13 @@ pub struct Supervisor {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Returns the time a node last showed it was alive. A node cannot send
+/// heartbeats while the server is down, so no node counts as silent before
+/// the server has been up for a heartbeat timeout.
+fn last_sign_of_life(node: &crate::store::Node, server_started: i64) -> i64 {
+    node.last_heartbeat.max(server_started)
+}
+
 fn node_id(connector: &Connector, slot: u32) -> String {
     format!("{}-{slot}", connector.id)
 }
@@ -38,6 +45,7 @@ impl Supervisor {
     pub fn start(state: SharedState) -> Self {
         let slots = Arc::new(Mutex::new(HashMap::new()));
         let loop_slots = Arc::clone(&slots);
+        let started = now_ms();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
@@ -46,7 +54,7 @@ impl Supervisor {
                     continue;
                 }
                 let mut slots = loop_slots.lock().await;
-                if let Err(e) = reconcile(&state, &mut slots).await {
+                if let Err(e) = reconcile(&state, &mut slots, started).await {
                     warn!(error = %e, "Node supervision pass failed.");
                 }
             }
@@ -93,7 +101,11 @@ fn pid_alive(pid: u32) -> bool {
     pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
 }
 
-async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> anyhow::Result<()> {
+async fn reconcile(
+    state: &SharedState,
+    slots: &mut HashMap<String, Slot>,
+    server_started: i64,
+) -> anyhow::Result<()> {
     let connectors = state.store.connectors()?;
     let now = now_ms();
     let dead_after = state.config.nodes.dead_after_ms as i64;
@@ -123,7 +135,9 @@ async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> an
                         warn!(node_id = %id, %status, restart_in_ms = delay.as_millis() as u64, "Node exited; restarting it.");
                     }
                     Ok(None) => {
-                        let stale = known.is_none_or(|n| now - n.last_heartbeat > dead_after);
+                        let stale = known.is_none_or(|n| {
+                            now - last_sign_of_life(n, server_started) > dead_after
+                        });
                         if stale
                             && slot.started.elapsed() > Duration::from_millis(dead_after as u64)
                         {
@@ -140,11 +154,12 @@ async fn reconcile(state: &SharedState, slots: &mut HashMap<String, Slot>) -> an
             // No child of ours: a node from before a server restart may hold the slot.
             if let Some(node) = known {
                 let local = node.host == state.hostname;
-                if now - node.last_heartbeat <= dead_after && (!local || pid_alive(node.pid)) {
+                let silent_for = now - last_sign_of_life(node, server_started);
+                if silent_for <= dead_after && (!local || pid_alive(node.pid)) {
                     continue;
                 }
                 if local && pid_alive(node.pid) {
-                    warn!(node_id = %id, pid = node.pid, "Adopted node stopped sending heartbeats; killing it.");
+                    warn!(node_id = %id, pid = node.pid, silent_ms = silent_for, "Node from before the server restart sent no heartbeat within the dead-after time; killing it.");
                     // SAFETY: kill(2) on a pid the store records for this slot on this host.
                     unsafe {
                         libc::kill(node.pid as libc::pid_t, libc::SIGKILL);

@@ -227,7 +227,12 @@ struct Runner {
     consecutive_failures: u32,
     freeze_epoch: u64,
     assigned_once: bool,
+    /// Listed topics the broker does not know, found by [`Runner::check_topics`].
+    missing_topics: Vec<String>,
 }
+
+/// How often a runner checks that its listed topics exist.
+const TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Outcome of trying to put one chunk.
 enum Flushed {
@@ -362,6 +367,7 @@ pub async fn run(
         handles,
         consecutive_failures: 0,
         assigned_once: false,
+        missing_topics: Vec::new(),
     };
     // The task counts as running once the first assignment has been applied,
     // so that a client that waits for RUNNING and then produces finds the
@@ -421,10 +427,15 @@ impl Runner {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = self.handles.stop.clone();
         let consumer = Arc::clone(&self.consumer);
+        let mut last_topic_check: Option<Instant> = None;
         loop {
             self.apply_group_events();
             if self.stopping() {
                 return Ok(());
+            }
+            if last_topic_check.is_none_or(|t| t.elapsed() >= TOPIC_CHECK_INTERVAL) {
+                last_topic_check = Some(Instant::now());
+                self.check_topics().await;
             }
             self.check_freeze();
             if let Some(wait) = self.backpressure_wait() {
@@ -481,7 +492,9 @@ impl Runner {
                     }
                     if !self.assigned_once {
                         self.assigned_once = true;
-                        self.set_state("running", None);
+                        if self.missing_topics.is_empty() {
+                            self.set_state("running", None);
+                        }
                     }
                 }
                 GroupEvent::Revoked(partitions) => {
@@ -746,11 +759,63 @@ impl Runner {
         }
     }
 
+    /// Reports the task as failing while a listed topic does not exist, since
+    /// the consumer then waits for it without an error of its own.
+    async fn check_topics(&mut self) {
+        if self.spec.topics_regex.is_some() || self.spec.topics.is_empty() {
+            return;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let topics = self.spec.topics.clone();
+        let missing = tokio::task::spawn_blocking(move || {
+            let mut missing = Vec::new();
+            for topic in topics {
+                // An unreachable broker is not a missing topic: librdkafka
+                // logs and retries the connection itself.
+                if let Ok(metadata) = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))
+                {
+                    let absent = metadata
+                        .topics()
+                        .iter()
+                        .any(|t| t.error().is_some() || t.partitions().is_empty());
+                    if absent {
+                        missing.push(topic);
+                    }
+                }
+            }
+            missing
+        })
+        .await
+        .unwrap_or_default();
+        let was_missing = !self.missing_topics.is_empty();
+        if missing.is_empty() {
+            if was_missing {
+                info!(task_id = %self.task_id(), "Every topic of the task exists now.");
+                self.missing_topics.clear();
+                if self.consecutive_failures == 0 {
+                    self.set_state("running", None);
+                }
+            }
+            return;
+        }
+        if missing != self.missing_topics {
+            warn!(task_id = %self.task_id(), ?missing, "Topics of the task do not exist on the instance.");
+        }
+        let message = format!(
+            "topics {} do not exist on the instance; create them or fix the task's topics",
+            missing.join(", ")
+        );
+        self.missing_topics = missing;
+        self.set_state("failing", Some(message));
+    }
+
     fn record_success(&mut self) {
         if self.consecutive_failures > 0 {
             info!(task_id = %self.task_id(), failures = self.consecutive_failures, "Object store reachable again.");
             self.consecutive_failures = 0;
-            self.set_state("running", None);
+            if self.missing_topics.is_empty() {
+                self.set_state("running", None);
+            }
         }
     }
 
