@@ -154,11 +154,20 @@ fn advance(state: &SharedState, mut job: Job) -> anyhow::Result<()> {
                 if ready >= connector.node_cnt as usize {
                     complete_step(state, &mut job)?;
                 } else if now - job.created_at > state.config.server.job_timeout_s as i64 * 1000 {
+                    let hint = if state.config.nodes.spawn {
+                        format!(
+                            "see the node logs under {}",
+                            state.data_dir.join("logs").display()
+                        )
+                    } else {
+                        format!(
+                            "nodes.spawn is false, so start `weir node --connector {}` processes by hand (`weir connector token` prints the token)",
+                            connector.id
+                        )
+                    };
                     let reason = format!(
-                        "{ready} of {} connector nodes joined within {} s; see the node logs under {}",
-                        connector.node_cnt,
-                        state.config.server.job_timeout_s,
-                        state.data_dir.join("logs").display()
+                        "{ready} of {} connector nodes joined within {} s; {hint}",
+                        connector.node_cnt, state.config.server.job_timeout_s,
                     );
                     return fail(state, job, connector.id, reason);
                 }
