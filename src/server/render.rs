@@ -6,12 +6,12 @@ use super::AppState;
 use super::validate::SECRET_FIELDS;
 use crate::store::{Connector, Instance, Job, Node, Task, now_ms};
 
-/// Whether a node sent a heartbeat recently enough to count as alive.
+/// Returns whether a node sent a heartbeat recently enough to count as alive.
 pub fn node_alive(state: &AppState, node: &Node, now: i64) -> bool {
     now - node.last_heartbeat <= state.config.nodes.dead_after_ms as i64
 }
 
-/// Whether a node has been alive long enough to take work.
+/// Returns whether a node has been alive long enough to take work.
 pub fn node_ready(state: &AppState, node: &Node, now: i64) -> bool {
     let ready_after = state.config.nodes.ready_after_ms as i64;
     let fresh = now - node.last_heartbeat
@@ -36,7 +36,7 @@ fn node_json(state: &AppState, node: &Node, now: i64) -> Value {
     })
 }
 
-/// The ShowInstance body, with the connector fields and the `connector_nodes` extension.
+/// Builds the ShowInstance body, with the connector fields and the `connector_nodes` extension.
 pub fn instance(
     state: &AppState,
     instance: &Instance,
@@ -146,7 +146,7 @@ pub fn task_status(state: &AppState, task: &Task, nodes: &[Node]) -> TaskStatus 
     }
 }
 
-/// The task entity of create, show, list and modify responses.
+/// Builds the task entity of create, show, list and modify responses.
 pub fn task(state: &AppState, task: &Task, nodes: &[Node]) -> Value {
     let stored = task.entity.as_object().cloned().unwrap_or_default();
     let status = task_status(state, task, nodes);

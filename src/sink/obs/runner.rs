@@ -383,8 +383,8 @@ fn subscribe(consumer: &StreamConsumer<GroupContext>, spec: &TaskSpec) -> Result
         Some(regex) => {
             // librdkafka treats a subscription that starts with `^` as a regex.
             // NOTE: the pattern runs in librdkafka's own regex engine, while the
-            // server validates it with Rust's linear-time `regex` crate; the
-            // two dialects differ at the edges.
+            // server validates it with Rust's linear-time `regex` crate. The two
+            // dialects differ at the edges.
             let pattern = if regex.starts_with('^') {
                 regex.clone()
             } else {
@@ -520,7 +520,7 @@ impl Runner {
 
     /// Drops every open chunk after the process was frozen longer than the
     /// lease, because the group has probably given its partitions to another
-    /// node by now; reading resumes from the committed offsets.
+    /// node by now. Reading resumes from the committed offsets.
     fn check_freeze(&mut self) {
         let epoch = self.handles.limits.freeze_epoch();
         if epoch == self.freeze_epoch {
@@ -950,7 +950,7 @@ impl Runner {
         info!(task_id = %self.spec.task_id, generation = self.spec.generation, "Task runner stopped.");
     }
 
-    /// One put attempt, used at shutdown where retrying would delay the stop.
+    /// Tries one put, at shutdown, where retrying would delay the stop.
     async fn store_once(&mut self, key: &PartitionKey, object_key: &str) {
         let Some(chunk) = self.partitions.get_mut(key).and_then(|s| s.chunk.as_mut()) else {
             return;
