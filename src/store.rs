@@ -291,6 +291,14 @@ impl Store {
         let path = data_dir.join("weir.db");
         let conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("opening store {} failed: {e}", path.display()))?;
+        // The store holds secrets; SQLite gives its -wal and -shm files the
+        // permissions of the database file.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| anyhow::anyhow!("restricting permissions of {} failed: {e}", path.display()),
+            )?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;

@@ -96,9 +96,24 @@ fn backoff(state: &SharedState, failures: u32) -> Duration {
     Duration::from_millis(initial.saturating_mul(1 << failures.min(16)).min(max))
 }
 
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+/// Returns whether `pid` is a running `weir node` started for `node_id`.
+///
+/// The pid comes from the node's own registration, so it is only trusted
+/// when the process's command line names the node: a forged or reused pid
+/// never gets a signal.
+fn is_node_process(pid: u32, node_id: &str) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_node = args.iter().any(|a| *a == b"node");
+    let names_node = args
+        .windows(2)
+        .any(|pair| pair[0] == b"--node-id" && pair[1] == node_id.as_bytes());
+    is_node && names_node
 }
 
 async fn reconcile(
@@ -155,10 +170,10 @@ async fn reconcile(
             if let Some(node) = known {
                 let local = node.host == state.hostname;
                 let silent_for = now - last_sign_of_life(node, server_started);
-                if silent_for <= dead_after && (!local || pid_alive(node.pid)) {
+                if silent_for <= dead_after && (!local || is_node_process(node.pid, &id)) {
                     continue;
                 }
-                if local && pid_alive(node.pid) {
+                if local && is_node_process(node.pid, &id) {
                     warn!(node_id = %id, pid = node.pid, silent_ms = silent_for, "Node from before the server restart sent no heartbeat within the dead-after time; killing it.");
                     // SAFETY: kill(2) on a pid the store records for this slot on this host.
                     unsafe {
@@ -249,4 +264,15 @@ fn node_binary(state: &SharedState) -> anyhow::Result<std::path::PathBuf> {
         Some(original) => std::path::PathBuf::from(original),
         None => exe,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_not_a_node() {
+        assert!(!is_node_process(std::process::id(), "c-0"));
+        assert!(!is_node_process(0, "c-0"));
+    }
 }

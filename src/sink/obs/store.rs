@@ -297,6 +297,8 @@ pub struct S3Store {
     inner: AmazonS3,
     endpoint: String,
     bucket: String,
+    /// Redacted from error messages, because S3 error bodies echo it.
+    access_key: Option<String>,
 }
 
 impl S3Store {
@@ -337,13 +339,17 @@ impl S3Store {
             inner,
             endpoint: settings.endpoint.clone(),
             bucket: settings.bucket.clone(),
+            access_key: settings.access_key.clone().filter(|k| !k.is_empty()),
         })
     }
 }
 
-fn classify(key: &str, error: object_store::Error) -> StoreError {
+fn classify(key: &str, error: object_store::Error, access_key: Option<&str>) -> StoreError {
     use object_store::Error as E;
-    let message = error.to_string();
+    let mut message = error.to_string();
+    if let Some(access_key) = access_key {
+        message = message.replace(access_key, "<redacted>");
+    }
     match error {
         E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotSupported { .. } => {
             StoreError::Permanent {
@@ -402,7 +408,7 @@ impl ChunkStore for S3Store {
                         .to_string(),
                 }),
             },
-            Err(e) => Err(classify(key, e)),
+            Err(e) => Err(classify(key, e, self.access_key.as_deref())),
         }
     }
 
@@ -425,7 +431,7 @@ impl ChunkStore for S3Store {
                 })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(classify(key, e)),
+            Err(e) => Err(classify(key, e, self.access_key.as_deref())),
         }
     }
 }
