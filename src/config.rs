@@ -60,7 +60,7 @@ pub struct KeyConfig {
     pub project_id: String,
 }
 
-/// How Weir reaches a Kafka cluster.
+/// Security settings Weir uses to reach a Kafka cluster.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InstanceSecurity {

@@ -22,7 +22,7 @@ pub struct RegisterResponse {
     pub heartbeat_interval_ms: u64,
 }
 
-/// What a task runner on a node reports about itself.
+/// Report of a task runner on a node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TaskReport {
     pub task_id: String,

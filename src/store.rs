@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::InstanceSecurity;
 
 // NOTE: secrets (API secret keys, OBS credentials in task entities, SASL
-// passwords) are stored in plain text; the file is only as safe as its
+// passwords) are stored in plain text, so the file is only as safe as its
 // permissions. The schema has only been run on SQLite.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE keys (
@@ -165,7 +165,7 @@ pub struct Node {
     pub report: crate::protocol::HeartbeatRequest,
 }
 
-/// Why a state change was not made.
+/// Reason a state change was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum Conflict {
     #[error("instance {0} does not exist")]
@@ -291,7 +291,7 @@ impl Store {
         let path = data_dir.join("weir.db");
         let conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("opening store {} failed: {e}", path.display()))?;
-        // The store holds secrets; SQLite gives its -wal and -shm files the
+        // The store contains secrets. SQLite gives its -wal and -shm files the
         // permissions of the database file.
         {
             use std::os::unix::fs::PermissionsExt;
@@ -772,7 +772,7 @@ impl Store {
     }
 }
 
-/// What a finished connector job does with the connector.
+/// Fate of the connector when its job finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorOutcome {
     Running,

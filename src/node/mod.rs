@@ -165,7 +165,7 @@ impl Node {
         )
     }
 
-    /// Registers, retrying with backoff until the server answers. A rejected
+    /// Registers, retrying with backoff until the server responds. A rejected
     /// token is final.
     async fn register(&mut self) -> anyhow::Result<()> {
         let request = RegisterRequest {

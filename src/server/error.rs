@@ -19,12 +19,12 @@ impl ApiError {
         }
     }
 
-    /// A value outside its enum or range, or fields that exclude each other.
+    /// Builds the error for a value outside its enum or range, or for fields that exclude each other.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "DMS.00400062", message)
     }
 
-    /// A field of the wrong JSON type.
+    /// Builds the error for a field of the wrong JSON type.
     pub fn wrong_type(field: &str, expected: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

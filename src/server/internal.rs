@@ -42,7 +42,7 @@ fn unauthorized() -> ApiError {
 }
 
 /// Checks the bearer token against the connector's. A connector that no
-/// longer exists answers 410, which tells the node to exit.
+/// longer exists gets 410, which tells the node to exit.
 fn authorize(state: &SharedState, headers: &HeaderMap, connector_id: &str) -> ApiResult<Connector> {
     let token = headers
         .get("authorization")

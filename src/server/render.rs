@@ -205,7 +205,7 @@ pub fn job(job: &Job) -> Value {
     })
 }
 
-/// The body of ShowBackgroundTaskProgress.
+/// Builds the body of ShowBackgroundTaskProgress.
 pub fn job_progress(job: &Job) -> Value {
     let total = job.steps.len().max(1);
     let done = job.steps.iter().filter(|s| s.statue == "COMPLETED").count();

@@ -490,7 +490,7 @@ async fn task_delete(
     Ok(no_content())
 }
 
-/// Applies a state change to a task and answers 204.
+/// Applies a state change to a task and returns 204.
 fn change_task(
     state: &SharedState,
     caller: &Caller,

@@ -1,6 +1,6 @@
 //! `TEXT` encoding of records into object content.
 
-/// How records are written into an object.
+/// Text format of records in an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextFormat {
     /// Whether the key precedes each value.

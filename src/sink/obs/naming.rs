@@ -37,7 +37,7 @@ impl PartitionFormat {
     }
 }
 
-/// Where the chunks of one task go.
+/// Key layout of the chunks of one task.
 #[derive(Debug, Clone)]
 pub struct ObjectNaming {
     /// `obs_path` without leading or trailing separators; may be empty.

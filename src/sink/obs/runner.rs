@@ -6,7 +6,7 @@
 //! Kafka spreads the partitions over the live nodes. For each assigned
 //! partition the runner keeps one open chunk. A chunk is put create-if-absent
 //! under a key derived from its first record, and the offset after it is
-//! committed only once the put has succeeded. When the key already holds a
+//! committed only once the put has succeeded. When the key already contains a
 //! chunk (written by a node that died before committing, or by a node that was
 //! expelled from the group and has not noticed yet), the runner adopts that
 //! chunk: it drops the records the chunk covers and continues after its last

@@ -66,7 +66,7 @@ pub enum StoreError {
     /// A failure that retrying will not fix: bad credentials, a missing bucket.
     #[error("object store rejected {key}: {message}")]
     Permanent { key: String, message: String },
-    /// The key holds an object that Weir did not write, or whose metadata was lost.
+    /// The key contains an object that Weir did not write, or whose metadata was lost.
     #[error(
         "object {key} exists but has no weir offset metadata; move it away so that the task can write its chunk"
     )]
@@ -79,7 +79,7 @@ impl StoreError {
     }
 }
 
-/// Where a task's chunks go.
+/// Destination of a task's chunks.
 #[async_trait]
 pub trait ChunkStore: Send + Sync {
     /// Names the destination for logs, without credentials.
