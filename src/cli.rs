@@ -94,6 +94,33 @@ pub enum ClientCommand {
     /// Inspect background jobs, which the API calls background tasks.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Create, list and revoke API keys (needs an admin key).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create a key for the project given by --project and print its secret,
+    /// which is shown only once.
+    Create(KeyCreateArgs),
+    /// List keys, of the --project project when given, else of every project.
+    List,
+    /// Revoke a key: requests signed with it are rejected from now on.
+    Revoke {
+        /// Access key to revoke.
+        access_key: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct KeyCreateArgs {
+    /// Let the key manage keys too.
+    #[arg(long)]
+    pub admin: bool,
+    /// Free text stored with the key, such as its owner (at most 255 characters).
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -432,6 +459,9 @@ enum View {
     /// `key: value` lines of the first element of `tasks`.
     FirstJob,
     Progress,
+    /// A new key with its secret and a reminder that it is shown once.
+    KeyCreated,
+    KeyTable,
     /// A fixed message, for responses without a body.
     Done(String),
 }
@@ -454,7 +484,35 @@ fn plan(command: ClientCommand, project: Option<&str>) -> anyhow::Result<ApiCall
         ClientCommand::Connector(command) => plan_connector(command, project),
         ClientCommand::Task(command) => plan_task(command, project),
         ClientCommand::Job(command) => plan_job(command, project),
+        ClientCommand::Key(command) => plan_key(command, project),
     }
+}
+
+fn plan_key(command: KeyCommand, project: Option<&str>) -> anyhow::Result<ApiCall> {
+    let call = match command {
+        KeyCommand::Create(args) => {
+            let Some(project) = project.filter(|p| !p.is_empty()) else {
+                bail!("missing project ID: pass --project with the project the new key belongs to");
+            };
+            let mut body = Map::new();
+            body.insert("project_id".into(), project.into());
+            body.insert("admin".into(), args.admin.into());
+            insert_some(&mut body, "description", args.description);
+            ApiCall::new(Method::POST, "/admin/v1/keys".into(), View::KeyCreated)
+                .with_json(&Value::Object(body))
+        }
+        KeyCommand::List => {
+            let mut query = Vec::new();
+            push_some(&mut query, "project_id", project.filter(|p| !p.is_empty()));
+            ApiCall::new(Method::GET, "/admin/v1/keys".into(), View::KeyTable).with_query(query)
+        }
+        KeyCommand::Revoke { access_key } => ApiCall::new(
+            Method::DELETE,
+            format!("/admin/v1/keys/{}", encode_segment(&access_key)),
+            View::Done(format!("Revoked access key {access_key}.")),
+        ),
+    };
+    Ok(call)
 }
 
 fn plan_instance(command: InstanceCommand, project: Option<&str>) -> anyhow::Result<ApiCall> {
@@ -1025,6 +1083,11 @@ fn render_text(view: &View, body: &[u8]) -> anyhow::Result<String> {
             format_key_values(job)
         }
         View::Progress => format_progress(&response),
+        View::KeyCreated => format!(
+            "{}\nThe secret key is shown only now: store it safely.\n",
+            format_key_values(&response).trim_end()
+        ),
+        View::KeyTable => format_object_table(array_field(&response, "keys")),
         View::Done(_) => String::new(),
     };
     Ok(text)

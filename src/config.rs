@@ -37,6 +37,23 @@ pub struct ServerSection {
     pub max_body_bytes: usize,
     /// Time a create-connector job waits for its nodes before it fails, in seconds.
     pub job_timeout_s: u64,
+    /// File with the master key that encrypts stored secrets (32 bytes as
+    /// base64). `WEIR_MASTER_KEY` takes precedence; without either, the
+    /// server uses `DATA_DIR/master.key` and creates it for a new store.
+    pub master_key_file: Option<PathBuf>,
+    /// `signature` (default): every API request must carry a valid
+    /// SDK-HMAC-SHA256 signature. `none`: no authentication, for local
+    /// development only; the project of a request is the one in its path.
+    pub auth: AuthMode,
+}
+
+/// How the HTTP API authenticates requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Signature,
+    None,
 }
 
 impl Default for ServerSection {
@@ -48,6 +65,8 @@ impl Default for ServerSection {
             timezone: "UTC".to_string(),
             max_body_bytes: 1 << 20,
             job_timeout_s: 300,
+            master_key_file: None,
+            auth: AuthMode::Signature,
         }
     }
 }
@@ -58,6 +77,11 @@ pub struct KeyConfig {
     pub access_key: String,
     pub secret_key: String,
     pub project_id: String,
+    /// Whether the key may also manage keys (`/admin/v1/keys`).
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub description: String,
 }
 
 /// Security settings Weir uses to reach a Kafka cluster.

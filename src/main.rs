@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod crypto;
 mod kafka;
 mod node;
 mod protocol;
@@ -32,8 +33,18 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a dump node of a connector.
     Node(node::NodeArgs),
+    /// Generate master keys for encrypting stored secrets.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MasterKeyCommand {
+    /// Print a new random master key (32 bytes as base64) for
+    /// WEIR_MASTER_KEY or server.master_key_file.
+    Generate,
 }
 
 fn init_logging() {
@@ -71,6 +82,10 @@ fn main() -> ExitCode {
             Command::Node(args) => {
                 init_logging();
                 report(node::run(args).await)
+            }
+            Command::MasterKey(MasterKeyCommand::Generate) => {
+                println!("{}", crypto::generate_key_text());
+                ExitCode::SUCCESS
             }
             Command::Client(command) => cli::run_and_report(cli.client, command).await,
         }

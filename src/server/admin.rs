@@ -17,6 +17,7 @@ use crate::store::{Instance, now_ms};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
+        .merge(super::keys::router())
         .route("/admin/v1/instances", post(instance_add))
         .route(
             "/admin/v1/instances/{instance_id}/connector/node-token",
@@ -31,7 +32,8 @@ async fn instance_add(
 ) -> ApiResult<Json<Value>> {
     let body = parse_object(&body, false)?;
     let project_id = opt_str(&body, "project_id", "")?.unwrap_or(&caller.project_id);
-    if project_id != caller.project_id {
+    super::keys::project_id_rule(project_id)?;
+    if !caller.unauthenticated && !caller.owns(project_id) {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "DMS.00403003",

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod internal;
 mod jobs;
+mod keys;
 mod metrics;
 mod render;
 mod routes;
@@ -22,7 +23,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
+use crate::crypto::{self, MASTER_KEY_ENV};
 use crate::store::{Instance, Store, now_ms};
 
 pub use error::ApiError;
@@ -51,6 +53,10 @@ pub struct ServerArgs {
     /// TOML configuration file
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve the API without authentication, for local development only
+    /// (the same as `server.auth = "none"`)
+    #[arg(long)]
+    pub no_auth: bool,
 }
 
 /// Largest body a node may send, in bytes.
@@ -112,6 +118,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    if args.no_auth {
+        config.server.auth = AuthMode::None;
+    }
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -129,9 +138,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     })?;
     // Child nodes get absolute paths of the local buckets.
     let data_dir = std::fs::canonicalize(&config.server.data_dir)?;
-    let store = Store::open(&data_dir)?;
+    let env_key = std::env::var(MASTER_KEY_ENV).ok();
+    let store = Store::open(&data_dir, |has_secrets| {
+        crypto::load_master_key(
+            env_key.as_deref(),
+            config.server.master_key_file.as_deref(),
+            &data_dir,
+            has_secrets,
+        )
+    })?;
     seed(&config, &store, &data_dir)?;
     let bound: SocketAddr = listener.local_addr()?;
+    if config.server.auth == AuthMode::None {
+        warn!(
+            listen = %bound,
+            "Authentication is disabled (server.auth = \"none\"): anyone who can reach this \
+             address can read and change every project. Use it only for local development."
+        );
+    }
     let public_url = config.public_url(bound);
     let state = Arc::new(AppState {
         public_url,
@@ -181,7 +205,13 @@ pub fn hostname() -> String {
 /// creates a first key when there is none at all.
 fn seed(config: &Config, store: &Store, data_dir: &std::path::Path) -> anyhow::Result<()> {
     for key in &config.keys {
-        store.insert_key(&key.access_key, &key.secret_key, &key.project_id)?;
+        store.insert_key(
+            &key.access_key,
+            &key.secret_key,
+            &key.project_id,
+            key.admin,
+            &key.description,
+        )?;
     }
     for instance in &config.instances {
         let id = instance.id.clone().unwrap_or_else(|| {
@@ -206,15 +236,16 @@ fn seed(config: &Config, store: &Store, data_dir: &std::path::Path) -> anyhow::R
         let project_id = uuid::Uuid::new_v4().simple().to_string();
         let access_key = random_token(20).to_uppercase();
         let secret_key = random_token(40);
-        store.insert_key(&access_key, &secret_key, &project_id)?;
+        store.insert_key(&access_key, &secret_key, &project_id, true, "initial key")?;
         let path = data_dir.join("initial-key.json");
         let body = serde_json::json!({
             "access_key": access_key,
             "secret_key": secret_key,
             "project_id": project_id,
+            "admin": true,
         });
         write_private(&path, &serde_json::to_vec_pretty(&body)?)?;
-        info!(path = %path.display(), %project_id, "Created a first API key; its secret is in the file.");
+        info!(path = %path.display(), %project_id, %access_key, "Created a first admin API key; its secret is in the file.");
     }
     Ok(())
 }

@@ -237,6 +237,8 @@ fn spawn(state: &SharedState, connector: &Connector, slot: u32, id: &str) -> any
         // The token goes through the environment so that it does not show in
         // process listings.
         .env("WEIR_NODE_TOKEN", &connector.token)
+        // Nodes get secrets from the server in clear, so they never need the master key.
+        .env_remove(crate::crypto::MASTER_KEY_ENV)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -103,7 +103,12 @@ def default_config(
     return {
         "server": {"timezone": "UTC"},
         "keys": [
-            {"access_key": k.access_key, "secret_key": k.secret_key, "project_id": k.project_id}
+            {
+                "access_key": k.access_key,
+                "secret_key": k.secret_key,
+                "project_id": k.project_id,
+                "admin": k is key,
+            }
             for k in (key, *extra_keys)
         ],
         "instances": instances,
@@ -139,6 +144,10 @@ class WeirServer:
         self.process: ManagedProcess | None = None
         self.restarts = 0
         self.api = ApiClient(self.url, key)
+        # Extra environment variables (such as WEIR_MASTER_KEY) and arguments
+        # of `weir server`.
+        self.extra_env: dict[str, str] = {}
+        self.extra_args: list[str] = []
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -156,22 +165,28 @@ class WeirServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
         env.setdefault("RUST_LOG", "info")
         env["RUST_BACKTRACE"] = "1"
+        env.update(self.extra_env)
         return env
+
+    def command(self) -> list:
+        """Return the argv of `weir server` for this server."""
+        return [
+            self.binary,
+            "server",
+            "--data-dir",
+            self.data_dir,
+            "--listen",
+            self.listen,
+            "--config",
+            self.config_path,
+            *self.extra_args,
+        ]
 
     def start(self, timeout: float = 60) -> "WeirServer":
         self.write_config()
         self.process = ManagedProcess(
             self.name,
-            [
-                self.binary,
-                "server",
-                "--data-dir",
-                self.data_dir,
-                "--listen",
-                self.listen,
-                "--config",
-                self.config_path,
-            ],
+            self.command(),
             self.log_path,
             env=self.environment(),
             cwd=self.work_dir,

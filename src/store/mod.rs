@@ -10,11 +10,16 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::config::InstanceSecurity;
+use crate::crypto::Cipher;
 
-// NOTE: secrets (API secret keys, OBS credentials in task entities, SASL
-// passwords) are stored in plain text, so the file is only as safe as its
-// permissions. The schema has only been run on SQLite.
-const MIGRATIONS: &[&str] = &[r#"
+mod keys;
+mod secrets;
+
+pub use keys::RevokeError;
+
+// NOTE: the schema has only been run on SQLite.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE keys (
     access_key TEXT PRIMARY KEY,
     secret_key TEXT NOT NULL,
@@ -82,7 +87,19 @@ CREATE TABLE group_deletions (
     instance_id TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
-"#];
+"#,
+    // Keys created before roles existed could call the admin endpoints, so
+    // they stay admin keys.
+    r#"
+ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE keys ADD COLUMN description TEXT NOT NULL DEFAULT '';
+UPDATE keys SET admin = 1;
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+];
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -188,6 +205,8 @@ pub enum Conflict {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Cipher of the secret columns, checked against the store's check value.
+    cipher: Cipher,
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -283,8 +302,16 @@ const NODE_COLUMNS: &str =
 pub const MAX_TASKS: u64 = 18;
 
 impl Store {
-    /// Opens (or creates) `DIR/weir.db` and applies pending migrations.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    /// Opens (or creates) `DIR/weir.db`, applies pending migrations and
+    /// unlocks the secrets with the cipher that `load_key` returns.
+    ///
+    /// `load_key` learns whether the store already holds secrets sealed with
+    /// some master key. The cipher must open the store's check value, else
+    /// the store is not opened: a wrong master key is reported as such.
+    pub fn open(
+        data_dir: &Path,
+        load_key: impl FnOnce(bool) -> anyhow::Result<Cipher>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             anyhow::anyhow!("creating data directory {} failed: {e}", data_dir.display())
         })?;
@@ -309,47 +336,20 @@ impl Store {
             tx.pragma_update(None, "user_version", (index + 1) as i64)?;
             tx.commit()?;
         }
-        Ok(Self {
+        let check = secrets::check_value(&conn)?;
+        let cipher = load_key(check.is_some())?;
+        let store = Self {
             conn: Mutex::new(conn),
-        })
+            cipher,
+        };
+        store.unlock(check.as_deref(), &path)?;
+        Ok(store)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held leaves SQLite consistent (every change
         // is a transaction), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    // Keys
-
-    pub fn insert_key(
-        &self,
-        access_key: &str,
-        secret_key: &str,
-        project_id: &str,
-    ) -> rusqlite::Result<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO keys (access_key, secret_key, project_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![access_key, secret_key, project_id, now_ms()],
-        )?;
-        Ok(())
-    }
-
-    /// Returns the secret key and project of an access key.
-    pub fn find_key(&self, access_key: &str) -> rusqlite::Result<Option<(String, String)>> {
-        self.conn()
-            .query_row(
-                "SELECT secret_key, project_id FROM keys WHERE access_key = ?1",
-                [access_key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-    }
-
-    pub fn key_count(&self) -> rusqlite::Result<u64> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)
     }
 
     // Instances
@@ -365,7 +365,7 @@ impl Store {
                 instance.bootstrap_servers,
                 instance.specification,
                 instance.broker_num,
-                json(&instance.security),
+                json(&self.seal_security(&instance.security)),
                 instance.status,
                 instance.created_at
             ],
@@ -382,7 +382,9 @@ impl Store {
                 [id, project_id],
                 instance_from_row,
             )
-            .optional()
+            .optional()?
+            .map(|i| self.open_instance(i))
+            .transpose()
     }
 
     pub fn instance_by_id(&self, id: &str) -> rusqlite::Result<Option<Instance>> {
@@ -392,7 +394,9 @@ impl Store {
                 [id],
                 instance_from_row,
             )
-            .optional()
+            .optional()?
+            .map(|i| self.open_instance(i))
+            .transpose()
     }
 
     pub fn instances(&self, project_id: &str) -> rusqlite::Result<Vec<Instance>> {
@@ -401,7 +405,7 @@ impl Store {
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE project_id = ?1 ORDER BY created_at, id"
         ))?;
         let rows = stmt.query_map([project_id], instance_from_row)?;
-        rows.collect()
+        rows.map(|row| self.open_instance(row?)).collect()
     }
 
     // Connectors and their jobs
@@ -440,7 +444,7 @@ impl Store {
                 connector.node_cnt,
                 connector.specification,
                 connector.spec_code,
-                connector.token,
+                self.seal(&connector.token),
                 connector.state,
                 connector.created_at
             ],
@@ -542,7 +546,9 @@ impl Store {
                 [instance_id],
                 connector_from_row,
             )
-            .optional()
+            .optional()?
+            .map(|c| self.open_connector(c))
+            .transpose()
     }
 
     pub fn connector(&self, id: &str) -> rusqlite::Result<Option<Connector>> {
@@ -552,7 +558,9 @@ impl Store {
                 [id],
                 connector_from_row,
             )
-            .optional()
+            .optional()?
+            .map(|c| self.open_connector(c))
+            .transpose()
     }
 
     pub fn connectors(&self) -> rusqlite::Result<Vec<Connector>> {
@@ -561,7 +569,7 @@ impl Store {
             "SELECT {CONNECTOR_COLUMNS} FROM connectors ORDER BY created_at"
         ))?;
         let rows = stmt.query_map([], connector_from_row)?;
-        rows.collect()
+        rows.map(|row| self.open_connector(row?)).collect()
     }
 
     // Tasks
@@ -592,7 +600,7 @@ impl Store {
                 task.id,
                 task.instance_id,
                 task.name,
-                task.entity.to_string(),
+                self.seal_entity(&task.entity).to_string(),
                 task.desired,
                 task.generation as i64,
                 task.restarting,
@@ -610,7 +618,9 @@ impl Store {
                 [instance_id, id],
                 task_from_row,
             )
-            .optional()
+            .optional()?
+            .map(|t| self.open_task(t))
+            .transpose()
     }
 
     pub fn tasks(&self, instance_id: &str) -> rusqlite::Result<Vec<Task>> {
@@ -619,14 +629,14 @@ impl Store {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE instance_id = ?1 ORDER BY created_at, id"
         ))?;
         let rows = stmt.query_map([instance_id], task_from_row)?;
-        rows.collect()
+        rows.map(|row| self.open_task(row?)).collect()
     }
 
     /// Writes the desired state, generation, restart flag and entity of a task.
     pub fn update_task(&self, task: &Task) -> rusqlite::Result<()> {
         self.conn().execute(
             "UPDATE tasks SET entity = ?1, desired = ?2, generation = ?3, restarting = ?4 WHERE id = ?5",
-            params![task.entity.to_string(), task.desired, task.generation as i64, task.restarting, task.id],
+            params![self.seal_entity(&task.entity).to_string(), task.desired, task.generation as i64, task.restarting, task.id],
         )?;
         Ok(())
     }
@@ -811,6 +821,7 @@ fn update_job(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto;
 
     fn instance(id: &str) -> Instance {
         Instance {
@@ -857,7 +868,7 @@ mod tests {
     #[test]
     fn create_connector_marks_instance_extending_and_rejects_second() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
         assert!(store.insert_instance(&instance("i1")).expect("insert"));
         store
             .begin_create_connector(&connector("i1"), &job("j1", "i1"))
@@ -878,14 +889,19 @@ mod tests {
     #[test]
     fn state_survives_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let cipher = Cipher::ephemeral();
         {
-            let store = Store::open(dir.path()).expect("open");
+            let store = Store::open(dir.path(), |_| Ok(cipher.clone())).expect("open");
             store.insert_instance(&instance("i1")).expect("insert");
             store
                 .begin_create_connector(&connector("i1"), &job("j1", "i1"))
                 .expect("create");
         }
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = Store::open(dir.path(), |has_secrets| {
+            assert!(has_secrets);
+            Ok(cipher)
+        })
+        .expect("reopen");
         let jobs = store.executing_jobs().expect("jobs");
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].id, "j1");
@@ -895,7 +911,7 @@ mod tests {
     #[test]
     fn duplicate_task_name_is_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
         let task = Task {
             id: "t1".to_string(),
             instance_id: "i1".to_string(),
@@ -920,9 +936,171 @@ mod tests {
     #[test]
     fn other_project_does_not_see_instance() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
         store.insert_instance(&instance("i1")).expect("insert");
         assert!(store.instance("other", "i1").expect("read").is_none());
         assert!(store.instances("other").expect("list").is_empty());
+    }
+
+    fn raw_text(dir: &Path, sql: &str) -> String {
+        let conn = Connection::open(dir.join("weir.db")).expect("raw open");
+        conn.query_row(sql, [], |r| r.get(0)).expect("raw read")
+    }
+
+    fn secret_instance() -> Instance {
+        Instance {
+            security: InstanceSecurity {
+                security_protocol: Some("SASL_PLAINTEXT".to_string()),
+                sasl_mechanism: Some("SCRAM-SHA-512".to_string()),
+                username: Some("u".to_string()),
+                password: Some("instance-password".to_string()),
+            },
+            ..instance("i1")
+        }
+    }
+
+    fn secret_task() -> Task {
+        Task {
+            id: "t1".to_string(),
+            instance_id: "i1".to_string(),
+            name: "dump-1".to_string(),
+            entity: serde_json::json!({
+                "sink_task": {"access_key": "obs-ak", "secret_key": "obs-sk", "obs_path": "p"},
+                "source_task": {}
+            }),
+            desired: "RUNNING".to_string(),
+            generation: 0,
+            restarting: false,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn secrets_are_sealed_at_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
+        store
+            .insert_key("AK1", "key-secret", "p", false, "")
+            .expect("key");
+        store.insert_instance(&secret_instance()).expect("instance");
+        store
+            .begin_create_connector(
+                &Connector {
+                    token: "node-token".to_string(),
+                    ..connector("i1")
+                },
+                &job("j1", "i1"),
+            )
+            .expect("connector");
+        store.insert_task(&secret_task()).expect("task");
+
+        let db = std::fs::read(dir.path().join("weir.db")).expect("read db");
+        let wal = std::fs::read(dir.path().join("weir.db-wal")).unwrap_or_default();
+        for secret in [
+            "key-secret",
+            "instance-password",
+            "node-token",
+            "obs-ak",
+            "obs-sk",
+        ] {
+            let needle = secret.as_bytes();
+            let found = [&db, &wal]
+                .iter()
+                .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle));
+            assert!(!found, "{secret} is stored in plain text");
+        }
+
+        let key = store.find_key("AK1").expect("find").expect("exists");
+        assert_eq!(key.secret_key, "key-secret");
+        let read = store.instance("p", "i1").expect("read").expect("exists");
+        assert_eq!(read.security.password.as_deref(), Some("instance-password"));
+        let task = store.task("i1", "t1").expect("read").expect("exists");
+        assert_eq!(task.entity["sink_task"]["secret_key"], "obs-sk");
+        assert_eq!(task.entity["sink_task"]["obs_path"], "p");
+        let connector = store.connector_of("i1").expect("read").expect("exists");
+        assert_eq!(connector.token, "node-token");
+    }
+
+    #[test]
+    fn wrong_master_key_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
+            store
+                .insert_key("AK1", "key-secret", "p", true, "")
+                .expect("key");
+        }
+        let error = Store::open(dir.path(), |_| Ok(Cipher::ephemeral()))
+            .err()
+            .expect("a wrong key must fail");
+        let message = error.to_string();
+        assert!(message.contains("does not match"), "{message}");
+        assert!(message.contains("not damaged"), "{message}");
+    }
+
+    #[test]
+    fn plain_text_store_is_sealed_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cipher = Cipher::ephemeral();
+        {
+            let store = Store::open(dir.path(), |_| Ok(cipher.clone())).expect("open");
+            store.insert_task(&secret_task()).expect("task");
+        }
+        // Simulate a store written before encryption: plain-text values and
+        // no check value.
+        {
+            let conn = Connection::open(dir.path().join("weir.db")).expect("raw open");
+            conn.execute(
+                "INSERT INTO keys (access_key, secret_key, project_id, created_at) VALUES ('AK0', 'legacy-secret', 'p', 1)",
+                [],
+            )
+            .expect("legacy key");
+            conn.execute(
+                "UPDATE tasks SET entity = '{\"sink_task\":{\"secret_key\":\"legacy-sk\"}}'",
+                [],
+            )
+            .expect("legacy task");
+            conn.execute("DELETE FROM meta", []).expect("drop check");
+        }
+        let store = Store::open(dir.path(), |has_secrets| {
+            assert!(!has_secrets);
+            Ok(cipher.clone())
+        })
+        .expect("reopen");
+        let secret = raw_text(
+            dir.path(),
+            "SELECT secret_key FROM keys WHERE access_key = 'AK0'",
+        );
+        assert!(crypto::is_sealed(&secret), "{secret}");
+        let entity = raw_text(dir.path(), "SELECT entity FROM tasks");
+        assert!(!entity.contains("legacy-sk"), "{entity}");
+        let key = store.find_key("AK0").expect("find").expect("exists");
+        assert_eq!(key.secret_key, "legacy-secret");
+        let task = store.task("i1", "t1").expect("read").expect("exists");
+        assert_eq!(task.entity["sink_task"]["secret_key"], "legacy-sk");
+    }
+
+    #[test]
+    fn last_admin_key_cannot_be_revoked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
+        store
+            .insert_key("ADMIN", "s1", "p", true, "")
+            .expect("admin");
+        store
+            .insert_key("USER", "s2", "q", false, "")
+            .expect("user");
+        assert!(matches!(
+            store.revoke_key("ADMIN"),
+            Err(RevokeError::LastAdmin(_))
+        ));
+        assert!(matches!(
+            store.revoke_key("NOPE"),
+            Err(RevokeError::NotFound(_))
+        ));
+        store.revoke_key("USER").expect("revoke user");
+        assert!(store.find_key("USER").expect("find").is_none());
+        assert_eq!(store.keys(Some("q")).expect("list").len(), 0);
+        assert_eq!(store.keys(None).expect("list").len(), 1);
     }
 }
