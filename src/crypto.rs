@@ -20,7 +20,7 @@ const NONCE_LEN: usize = 12;
 /// Environment variable that carries the master key itself.
 pub const MASTER_KEY_ENV: &str = "WEIR_MASTER_KEY";
 
-/// Where the master key came from, named in error messages.
+/// Source of the master key, named in error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     Environment,
