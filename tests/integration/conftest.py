@@ -17,6 +17,7 @@ with the tails of the logs of the processes that ran during it.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import sys
@@ -37,7 +38,7 @@ import pytest  # noqa: E402
 from harness import procs  # noqa: E402
 from harness.flights import load_flights  # noqa: E402
 from harness.kafka import Kafka, TansuBroker, wait_for_broker  # noqa: E402
-from harness.s3 import FaultyProxy, MotoServer, isolate_aws_environment  # noqa: E402
+from harness.s3 import ACCESS_KEY, SECRET_KEY, FaultyProxy, MotoServer, isolate_aws_environment  # noqa: E402
 from harness.weir import WeirServer, deep_merge, default_config, new_key  # noqa: E402
 
 # Set before any boto3 client exists: dummy credentials and no metadata service.
@@ -208,8 +209,46 @@ def _start_server(
     server = WeirServer(weir_bin, work_dir, config, key, name=name)
     server.other_key = other_key
     _servers.append(server)
+    _every_server.append(server)
     server.start()
     return server
+
+
+# Every server of the session, for the secret scan of their logs at the end.
+_every_server: list[WeirServer] = []
+
+
+def find_secrets_in_logs(servers: list[WeirServer]) -> list[str]:
+    """Return "<secret name> in <file>" for every secret of the session found in
+    a server or node log: the API secret keys of every server, the secret of
+    each initial key, and the OBS credentials the test tasks use."""
+    findings = []
+    for server in servers:
+        secret_values = {
+            "API secret key": server.key.secret_key,
+            "OBS access key": ACCESS_KEY,
+            "OBS secret key": SECRET_KEY,
+        }
+        if server.other_key is not None:
+            secret_values["other project's API secret key"] = server.other_key.secret_key
+        initial = server.data_dir / "initial-key.json"
+        if initial.exists():
+            secret_values["initial API secret key"] = json.loads(initial.read_text())["secret_key"]
+        logs = [server.log_path, *sorted((server.data_dir / "logs").glob("*.log"))]
+        for path in logs:
+            if not path.exists():
+                continue
+            data = path.read_bytes()
+            findings += [f"{name} in {path}" for name, value in secret_values.items() if value.encode() in data]
+    return findings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_logs():
+    """Fail the session when any server or node log of the run contains a secret."""
+    yield
+    findings = find_secrets_in_logs(_every_server)
+    assert not findings, "secrets found in logs: " + "; ".join(findings)
 
 
 @pytest.fixture

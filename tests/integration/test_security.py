@@ -276,3 +276,21 @@ def test_secrets_stay_out_of_responses_logs_and_store(weir_server, weir_bin, bro
         data = Path(path).read_bytes()
         for name, value in secret_values.items():
             assert value.encode() not in data, f"{name} found in {path}"
+
+
+def test_log_scan_finds_planted_secret(tmp_path):
+    """The end-of-session scan of every server's logs reports a secret that is
+    in a node log, so a clean scan means something."""
+    from types import SimpleNamespace
+
+    from conftest import find_secrets_in_logs
+
+    key = new_key()
+    data_dir = tmp_path / "data"
+    (data_dir / "logs").mkdir(parents=True)
+    log_path = tmp_path / "weir.log"
+    log_path.write_text("Server started.\n")
+    server = SimpleNamespace(key=key, other_key=None, data_dir=data_dir, log_path=log_path)
+    assert find_secrets_in_logs([server]) == []
+    (data_dir / "logs" / "node-1.log").write_text(f"request failed: secret={key.secret_key}\n")
+    assert find_secrets_in_logs([server]) == [f"API secret key in {data_dir / 'logs' / 'node-1.log'}"]
