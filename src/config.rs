@@ -171,6 +171,9 @@ pub struct NodesSection {
     pub session_timeout_ms: u64,
     /// Extra librdkafka settings for the nodes' consumers.
     pub kafka: BTreeMap<String, String>,
+    /// Interval at which replication tasks look for new topics matching
+    /// their regex and translate consumer offsets, in milliseconds.
+    pub replication_refresh_ms: u64,
 }
 
 impl Default for NodesSection {
@@ -185,6 +188,7 @@ impl Default for NodesSection {
             restart_backoff_max_ms: 30_000,
             session_timeout_ms: 10_000,
             kafka: BTreeMap::new(),
+            replication_refresh_ms: 10_000,
         }
     }
 }

@@ -2,7 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::ClientConfig;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
 
 use crate::config::InstanceSecurity;
 
@@ -35,4 +39,60 @@ pub fn security_properties(security: &InstanceSecurity) -> BTreeMap<String, Stri
         }
     }
     props
+}
+
+/// Commits the high watermark of every assigned partition that has no
+/// committed offset yet, and seeks there.
+///
+/// Without this, each consumer that is assigned such a partition resolves
+/// `latest` anew, and records produced between two rebalances would be
+/// skipped by the second owner. `label` names the task in logs.
+pub fn pin_latest_start<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    assigned: &TopicPartitionList,
+    label: &str,
+) {
+    let timeout = Duration::from_secs(10);
+    let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
+        Ok(committed) => committed,
+        Err(e) => {
+            warn!(task = %label, error = %e, "Reading committed offsets of new partitions failed; they start at the broker's latest offset.");
+            return;
+        }
+    };
+    let mut pinned = TopicPartitionList::new();
+    for element in committed.elements() {
+        if matches!(element.offset(), Offset::Offset(_)) {
+            continue;
+        }
+        match consumer.fetch_watermarks(element.topic(), element.partition(), timeout) {
+            Ok((_, high)) => {
+                let _ = pinned.add_partition_offset(
+                    element.topic(),
+                    element.partition(),
+                    Offset::Offset(high),
+                );
+            }
+            Err(e) => {
+                warn!(task = %label, topic = element.topic(), partition = element.partition(), error = %e, "Reading the high watermark failed.")
+            }
+        }
+    }
+    if pinned.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&pinned, CommitMode::Sync) {
+        warn!(task = %label, error = %e, "Committing the start offsets failed.");
+    }
+    for element in pinned.elements() {
+        if let Err(e) = consumer.seek(
+            element.topic(),
+            element.partition(),
+            element.offset(),
+            timeout,
+        ) {
+            debug!(task = %label, topic = element.topic(), partition = element.partition(), error = %e, "Seek to the start offset failed.");
+        }
+    }
+    info!(task = %label, partitions = pinned.count(), "Start offsets of new partitions committed at the high watermark.");
 }

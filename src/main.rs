@@ -6,6 +6,7 @@ mod crypto;
 mod kafka;
 mod node;
 mod protocol;
+mod replicator;
 mod server;
 mod sign;
 mod sink;

@@ -62,6 +62,59 @@ pub struct HeartbeatResponse {
     pub read_bytes_per_second: u64,
     pub memory_budget_bytes: u64,
     pub tasks: Vec<TaskSpec>,
+    /// Replication tasks, each with the flows this node runs.
+    #[serde(default)]
+    pub replications: Vec<ReplicationSpec>,
+}
+
+/// One `KAFKA_REPLICATOR_SOURCE` task as a node runs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicationSpec {
+    pub task_id: String,
+    pub task_name: String,
+    pub generation: u64,
+    pub topics: Vec<String>,
+    pub topics_regex: Option<String>,
+    /// One flow per direction: `pull`, `push`, or both for `two-way`.
+    pub flows: Vec<FlowSpec>,
+    /// `latest` or `earliest`, for partitions without stored progress.
+    pub consumer_strategy: String,
+    /// librdkafka `compression.type` of the target producer.
+    pub compression_type: String,
+    /// Add and honour the provenance header, so records never loop.
+    pub provenance_header: bool,
+    /// Translate committed offsets of source consumer groups to the target.
+    pub sync_consumer_offsets: bool,
+    /// Replication factor of target topics that Weir creates; `None` takes
+    /// the target broker's default.
+    pub replication_factor: Option<i32>,
+    /// Interval of the topic list refresh and of offset translation, in ms.
+    pub refresh_interval_ms: u64,
+}
+
+/// One direction of a replication task: from `source` into `target`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowSpec {
+    /// `pull` (peer into this instance) or `push` (this instance into the peer).
+    pub direction: String,
+    pub source: ClusterSpec,
+    pub target: ClusterSpec,
+    /// Prefix of target topic names (`ALIAS.`) when renaming is enabled.
+    pub rename_prefix: Option<String>,
+    /// Explicit source-to-target topic names.
+    pub topics_mapping: BTreeMap<String, String>,
+    /// Consumers of this flow that this node runs.
+    pub workers: u32,
+}
+
+/// A Kafka cluster at one end of a flow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterSpec {
+    /// Cluster alias, written to the provenance header.
+    pub alias: String,
+    pub bootstrap_servers: String,
+    /// librdkafka settings: security and operator extras.
+    pub kafka: BTreeMap<String, String>,
 }
 
 /// One task as a node runs it. A change of `generation` means the task was

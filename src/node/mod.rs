@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::protocol::{
-    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, TaskReport, TaskSpec,
+    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, ReplicationSpec,
+    TaskReport, TaskSpec,
 };
 use crate::sink::obs::runner::{self, KafkaSettings, RunnerHandles};
 use limits::NodeLimits;
@@ -41,8 +42,31 @@ pub struct NodeArgs {
     pub slot: Option<u32>,
 }
 
+/// The work of one task: a dump or a replication.
+#[derive(Debug, Clone, PartialEq)]
+enum Work {
+    Dump(TaskSpec),
+    Replication(ReplicationSpec),
+}
+
+impl Work {
+    fn task_id(&self) -> &str {
+        match self {
+            Work::Dump(spec) => &spec.task_id,
+            Work::Replication(spec) => &spec.task_id,
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        match self {
+            Work::Dump(spec) => spec.generation,
+            Work::Replication(spec) => spec.generation,
+        }
+    }
+}
+
 struct RunningTask {
-    spec: TaskSpec,
+    spec: Work,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
     report: Arc<Mutex<TaskReport>>,
@@ -284,10 +308,12 @@ impl Node {
             k.bootstrap_servers != kafka.bootstrap_servers || k.extra != kafka.extra
         });
         self.kafka = Some(kafka.clone());
-        let wanted: HashMap<String, TaskSpec> = assignment
+        let wanted: HashMap<String, Work> = assignment
             .tasks
             .into_iter()
-            .map(|t| (t.task_id.clone(), t))
+            .map(Work::Dump)
+            .chain(assignment.replications.into_iter().map(Work::Replication))
+            .map(|work| (work.task_id().to_string(), work))
             .collect();
         let stale: Vec<String> = self
             .tasks
@@ -339,11 +365,11 @@ impl Node {
     }
 }
 
-fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> RunningTask {
+fn start_task(spec: Work, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> RunningTask {
     let (stop, stop_rx) = watch::channel(false);
     let report = Arc::new(Mutex::new(TaskReport {
-        task_id: spec.task_id.clone(),
-        generation: spec.generation,
+        task_id: spec.task_id().to_string(),
+        generation: spec.generation(),
         state: "starting".to_string(),
         ..TaskReport::default()
     }));
@@ -352,11 +378,17 @@ fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> 
         report: Arc::clone(&report),
         stop: stop_rx,
     };
-    let task_id = spec.task_id.clone();
+    let task_id = spec.task_id().to_string();
     let runner_spec = spec.clone();
     let error_report = Arc::clone(&report);
     let handle = tokio::spawn(async move {
-        if let Err(e) = runner::run(runner_spec, kafka, handles).await {
+        let result = match runner_spec {
+            Work::Dump(spec) => runner::run(spec, kafka, handles).await,
+            Work::Replication(spec) => {
+                crate::replicator::run(spec, kafka.session_timeout_ms, handles).await
+            }
+        };
+        if let Err(e) = result {
             error!(task_id = %task_id, error = %e, "Task runner failed; it starts again after a backoff.");
             if let Ok(mut report) = error_report.lock() {
                 report.state = "failing".to_string();
@@ -376,7 +408,7 @@ fn start_task(spec: TaskSpec, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> 
 
 async fn stop_task(running: RunningTask) {
     let _ = running.stop.send(true);
-    let task_id = running.spec.task_id.clone();
+    let task_id = running.spec.task_id().to_string();
     match tokio::time::timeout(Duration::from_secs(40), running.handle).await {
         Ok(_) => {}
         Err(_) => warn!(task_id = %task_id, "Task runner did not stop within 40 s."),

@@ -12,6 +12,7 @@ use tracing::info;
 use super::SharedState;
 use super::error::{ApiError, ApiResult};
 use super::render::node_alive;
+use super::replication::replication_spec;
 use crate::protocol::{
     HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
 };
@@ -114,7 +115,7 @@ async fn node_heartbeat(
             format!("Node {node_id} is not registered; register again."),
         ));
     }
-    Ok(Json(assignment(&state, &connector)?))
+    Ok(Json(assignment(&state, &connector, &node_id)?))
 }
 
 async fn node_deregister(
@@ -129,19 +130,26 @@ async fn node_deregister(
 }
 
 /// Builds the work of every node of a connector.
-fn assignment(state: &SharedState, connector: &Connector) -> ApiResult<HeartbeatResponse> {
+fn assignment(
+    state: &SharedState,
+    connector: &Connector,
+    node_id: &str,
+) -> ApiResult<HeartbeatResponse> {
     let instance = state
         .store
         .instance_by_id(&connector.instance_id)?
         .ok_or_else(|| ApiError::no_instance(&connector.instance_id))?;
     let now = now_ms();
-    let live = state
+    let mut live_ids: Vec<String> = state
         .store
         .nodes_of(&connector.id)?
         .iter()
-        .filter(|n| node_alive(state, n, now))
-        .count()
-        .max(1) as u64;
+        .filter(|n| node_alive(state, n, now) || n.id == node_id)
+        .map(|n| n.id.clone())
+        .collect();
+    live_ids.sort();
+    let node_index = live_ids.iter().position(|id| id == node_id).unwrap_or(0);
+    let live = live_ids.len().max(1) as u64;
     let bandwidth = state
         .config
         .specification_bytes(&connector.specification)
@@ -152,17 +160,23 @@ fn assignment(state: &SharedState, connector: &Connector) -> ApiResult<Heartbeat
         .and_then(|code| state.config.memory_budget(code))
         .unwrap_or(crate::config::DEFAULT_MEMORY_BUDGET);
     let stopping = connector.state == "deleting";
-    let tasks = if stopping {
+    let running: Vec<Task> = if stopping {
         Vec::new()
     } else {
         state
             .store
             .tasks(&instance.id)?
-            .iter()
+            .into_iter()
             .filter(|t| t.desired == "RUNNING")
-            .filter_map(|t| task_spec(state, t))
             .collect()
     };
+    let tasks = running.iter().filter_map(|t| task_spec(state, t)).collect();
+    let replications = running
+        .iter()
+        .filter_map(|t| {
+            replication_spec(state, &instance, t, live_ids.len(), node_index)
+        })
+        .collect();
     let mut kafka = crate::kafka::security_properties(&instance.security);
     kafka.extend(state.config.nodes.kafka.clone());
     Ok(HeartbeatResponse {
@@ -173,6 +187,7 @@ fn assignment(state: &SharedState, connector: &Connector) -> ApiResult<Heartbeat
         read_bytes_per_second: bandwidth / live,
         memory_budget_bytes: memory,
         tasks,
+        replications,
     })
 }
 

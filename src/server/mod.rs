@@ -8,7 +8,9 @@ mod jobs;
 mod keys;
 mod metrics;
 mod render;
+mod replication;
 mod routes;
+mod source_task;
 mod supervisor;
 mod validate;
 

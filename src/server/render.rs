@@ -170,8 +170,14 @@ pub fn task(state: &AppState, task: &Task, nodes: &[Node]) -> Value {
         Some(Value::Object(sink)) if sink_type == "OBS_SINK" => sink_response(sink),
         _ => json!({}),
     };
+    let source = match stored.get("source_task") {
+        Some(Value::Object(source)) if source_type == "KAFKA_REPLICATOR_SOURCE" => {
+            super::source_task::source_response(source)
+        }
+        _ => json!({}),
+    };
     out.insert("source_type".into(), source_type);
-    out.insert("source_task".into(), json!({}));
+    out.insert("source_task".into(), source);
     out.insert("sink_type".into(), sink_type);
     out.insert("sink_task".into(), sink);
     out.insert("status".into(), Value::from(status.status));

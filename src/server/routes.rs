@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::auth::Caller;
+use super::source_task::SourceContext;
 use super::error::{ApiError, ApiResult};
 use super::{SharedState, jobs, random_token, render, validate};
 use crate::sink::obs::runner::group_id;
@@ -351,8 +352,19 @@ async fn task_create(
     let instance = load_instance(&state, &caller, &project_id, &instance_id)?;
     let body = validate::parse_object(&body, false)?;
     let connector = ready_connector(&state, &instance)?;
+    let peer = |id: &str| {
+        state
+            .store
+            .instance(&instance.project_id, id)
+            .ok()
+            .flatten()
+    };
     let defaults = validate::TaskDefaults {
         timezone: &state.config.server.timezone,
+        source: SourceContext {
+            instance: &instance,
+            peer: &peer,
+        },
     };
     let request = validate::task_request(&body, &defaults)?;
     let task = Task {
@@ -458,8 +470,19 @@ async fn task_modify(
             }
         }
     }
+    let peer = |id: &str| {
+        state
+            .store
+            .instance(&instance.project_id, id)
+            .ok()
+            .flatten()
+    };
     let defaults = validate::TaskDefaults {
         timezone: &state.config.server.timezone,
+        source: SourceContext {
+            instance: &instance,
+            peer: &peer,
+        },
     };
     let request = validate::task_request(&body, &defaults)?;
     if request.name != task.name {

@@ -173,6 +173,8 @@ pub fn topic_name(topic: &str) -> ApiResult<()> {
 /// Parameters of validation that come from the server configuration.
 pub struct TaskDefaults<'a> {
     pub timezone: &'a str,
+    /// Instances that a replication task may name.
+    pub source: super::source_task::SourceContext<'a>,
 }
 
 pub fn task_request(
@@ -227,11 +229,25 @@ pub fn task_request(
     match (source_type, sink_type) {
         ("NONE", "OBS_SINK") => {}
         ("KAFKA_REPLICATOR_SOURCE", "NONE") => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "DMS.00400129",
-                "KAFKA_REPLICATOR_SOURCE tasks are not supported by this Weir version; use sink_type OBS_SINK.",
-            ));
+            let source = match obj.get("source_task") {
+                Some(Value::Object(source)) => source,
+                None | Some(Value::Null) => {
+                    return Err(ApiError::invalid(
+                        "Missing source_task: a KAFKA_REPLICATOR_SOURCE task needs source_task.",
+                    ));
+                }
+                Some(_) => return Err(ApiError::wrong_type("source_task", "an object")),
+            };
+            let source = super::source_task::source_task(source, &defaults.source)?;
+            entity.insert("source_type".into(), Value::from(source_type));
+            entity.insert("source_task".into(), Value::Object(source));
+            entity.insert("sink_type".into(), Value::from("NONE"));
+            entity.insert("sink_task".into(), Value::Object(Map::new()));
+            return Ok(TaskRequest {
+                name: name.to_string(),
+                start_later,
+                entity: Value::Object(entity),
+            });
         }
         ("NONE", "NONE") => {
             return Err(ApiError::invalid(

@@ -75,6 +75,9 @@ class TansuBroker:
                 f"tcp://127.0.0.1:{self.port}",
                 "--storage-engine",
                 storage_url,
+                # Every broker is its own cluster, as replication tests need.
+                "--cluster-id",
+                f"tansu-{self.port}",
             ],
             log_dir / f"tansu-{self.port}.log",
             env=env,

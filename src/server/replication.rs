@@ -1,0 +1,144 @@
+//! Resolution of replication tasks into the flows a node runs.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::source_task::parse_topics_mapping;
+use crate::config::InstanceSecurity;
+use crate::protocol::{ClusterSpec, FlowSpec, ReplicationSpec};
+use crate::store::{Instance, Task};
+
+/// Returns how many of `task_num` consumers the node at `index` of `nodes`
+/// live nodes runs: consumer `j` runs on node `j % nodes`.
+pub fn worker_share(task_num: u32, nodes: usize, index: usize) -> u32 {
+    let nodes = nodes.max(1);
+    (0..task_num as usize).filter(|j| j % nodes == index).count() as u32
+}
+
+fn cluster_kafka(state: &AppState, security: &InstanceSecurity) -> BTreeMap<String, String> {
+    let mut kafka = crate::kafka::security_properties(security);
+    kafka.extend(state.config.nodes.kafka.clone());
+    kafka
+}
+
+/// Security settings of a peer given by `bootstrap_servers` in a source task.
+fn peer_security(source: &Map<String, Value>) -> InstanceSecurity {
+    let text = |name: &str| {
+        source
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    InstanceSecurity {
+        security_protocol: text("security_protocol"),
+        sasl_mechanism: text("sasl_mechanism"),
+        username: text("user_name"),
+        password: text("password"),
+    }
+}
+
+/// Builds the replication spec of a task for one node, or `None` for a task
+/// of another type or whose peer instance no longer exists.
+pub fn replication_spec(
+    state: &AppState,
+    instance: &Instance,
+    task: &Task,
+    live_nodes: usize,
+    node_index: usize,
+) -> Option<ReplicationSpec> {
+    let entity = task.entity.as_object()?;
+    if entity.get("source_type")?.as_str()? != "KAFKA_REPLICATOR_SOURCE" {
+        return None;
+    }
+    let source = entity.get("source_task")?.as_object()?;
+    let text = |name: &str| source.get(name).and_then(Value::as_str).unwrap_or("");
+    let flag = |name: &str| source.get(name).and_then(Value::as_bool).unwrap_or(false);
+
+    let local = ClusterSpec {
+        alias: text("current_cluster_name").to_string(),
+        bootstrap_servers: instance.bootstrap_servers.clone(),
+        kafka: cluster_kafka(state, &instance.security),
+    };
+    let peer = match source.get("instance_id").and_then(Value::as_str) {
+        Some(peer_id) => {
+            let peer = state
+                .store
+                .instance(&instance.project_id, peer_id)
+                .ok()
+                .flatten()?;
+            ClusterSpec {
+                alias: text("cluster_name").to_string(),
+                bootstrap_servers: peer.bootstrap_servers,
+                kafka: cluster_kafka(state, &peer.security),
+            }
+        }
+        None => ClusterSpec {
+            alias: text("cluster_name").to_string(),
+            bootstrap_servers: text("bootstrap_servers").to_string(),
+            kafka: cluster_kafka(state, &peer_security(source)),
+        },
+    };
+    let rename = flag("rename_topic_enabled");
+    let mapping: BTreeMap<String, String> = parse_topics_mapping(text("topics_mapping"))
+        .ok()?
+        .into_iter()
+        .collect();
+    let task_num = source.get("task_num").and_then(Value::as_u64).unwrap_or(2) as u32;
+    let workers = worker_share(task_num, live_nodes, node_index);
+    let flow = |direction: &str, from: &ClusterSpec, to: &ClusterSpec| FlowSpec {
+        direction: direction.to_string(),
+        rename_prefix: rename.then(|| format!("{}.", from.alias)),
+        topics_mapping: mapping.clone(),
+        source: from.clone(),
+        target: to.clone(),
+        workers,
+    };
+    let flows = match text("direction") {
+        "push" => vec![flow("push", &local, &peer)],
+        "two-way" => vec![flow("pull", &peer, &local), flow("push", &local, &peer)],
+        _ => vec![flow("pull", &peer, &local)],
+    };
+    Some(ReplicationSpec {
+        task_id: task.id.clone(),
+        task_name: task.name.clone(),
+        generation: task.generation,
+        topics: entity
+            .get("topics")
+            .and_then(Value::as_str)
+            .map(|t| t.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        topics_regex: entity
+            .get("topics_regex")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        flows,
+        consumer_strategy: text("consumer_strategy").to_string(),
+        compression_type: text("compression_type").to_string(),
+        provenance_header: flag("provenance_header_enabled"),
+        sync_consumer_offsets: flag("sync_consumer_offsets_enabled"),
+        replication_factor: source
+            .get("replication_factor")
+            .and_then(Value::as_i64)
+            .map(|f| f as i32),
+        refresh_interval_ms: state.config.nodes.replication_refresh_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_spread_over_nodes() {
+        assert_eq!(worker_share(2, 2, 0), 1);
+        assert_eq!(worker_share(2, 2, 1), 1);
+        assert_eq!(worker_share(3, 2, 0), 2);
+        assert_eq!(worker_share(3, 2, 1), 1);
+        assert_eq!(worker_share(1, 3, 2), 0);
+        let total: u32 = (0..4).map(|i| worker_share(5, 4, i)).sum();
+        assert_eq!(total, 5);
+    }
+}
