@@ -45,7 +45,7 @@ pub struct NodeArgs {
 /// The work of one task: a dump or a replication.
 #[derive(Debug, Clone, PartialEq)]
 enum Work {
-    Dump(TaskSpec),
+    Dump(Box<TaskSpec>),
     Replication(ReplicationSpec),
 }
 
@@ -311,7 +311,7 @@ impl Node {
         let wanted: HashMap<String, Work> = assignment
             .tasks
             .into_iter()
-            .map(Work::Dump)
+            .map(|spec| Work::Dump(Box::new(spec)))
             .chain(assignment.replications.into_iter().map(Work::Replication))
             .map(|work| (work.task_id().to_string(), work))
             .collect();
@@ -383,7 +383,7 @@ fn start_task(spec: Work, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> Runn
     let error_report = Arc::clone(&report);
     let handle = tokio::spawn(async move {
         let result = match runner_spec {
-            Work::Dump(spec) => runner::run(spec, kafka, handles).await,
+            Work::Dump(spec) => runner::run(*spec, kafka, handles).await,
             Work::Replication(spec) => {
                 crate::replicator::run(spec, kafka.session_timeout_ms, handles).await
             }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::FutureExt;
 use rdkafka::ClientContext;
+use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{
@@ -24,7 +25,6 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::Message;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -152,7 +152,9 @@ impl ConsumerContext for FlowContext {
         };
         match in_flight.drain_ready(&self.stats) {
             Ok(done) => store_offsets(consumer, &self.label, &done),
-            Err(e) => warn!(flow = %self.label, error = %e, "A delivery failed before a revocation."),
+            Err(e) => {
+                warn!(flow = %self.label, error = %e, "A delivery failed before a revocation.")
+            }
         }
         for element in revoked.elements() {
             in_flight.forget(element.topic(), element.partition());
@@ -216,7 +218,13 @@ fn cluster_config(cluster: &ClusterSpec, producer: bool) -> rdkafka::ClientConfi
 fn group_id(spec: &ReplicationSpec, flow: &FlowSpec, target_cluster_id: &str) -> String {
     let clean: String = target_cluster_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!(
         "weir-{}-g{}-{}-{clean}",
@@ -255,14 +263,16 @@ impl Worker {
         })?;
         let target_id = {
             let producer = producer.clone();
-            tokio::task::spawn_blocking(move || producer.client().fetch_cluster_id(METADATA_TIMEOUT))
-                .await?
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "the target cluster {} did not answer a metadata request within 10 s",
-                        self.flow.target.bootstrap_servers
-                    )
-                })?
+            tokio::task::spawn_blocking(move || {
+                producer.client().fetch_cluster_id(METADATA_TIMEOUT)
+            })
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the target cluster {} did not answer a metadata request within 10 s",
+                    self.flow.target.bootstrap_servers
+                )
+            })?
         };
         let admin: AdminClient<DefaultClientContext> = cluster_config(&self.flow.target, true)
             .create()
@@ -272,9 +282,10 @@ impl Worker {
         info!(flow = %label, source = %self.flow.source.bootstrap_servers, target = %self.flow.target.bootstrap_servers, target_cluster_id = %target_id, "Replication consumer started.");
 
         let regex = match &self.spec.topics_regex {
-            Some(pattern) => Some(topics::compile_regex(pattern).with_context(|| {
-                format!("invalid topics_regex {pattern:?}")
-            })?),
+            Some(pattern) => Some(
+                topics::compile_regex(pattern)
+                    .with_context(|| format!("invalid topics_regex {pattern:?}"))?,
+            ),
             None => None,
         };
         let mut subscribed: BTreeMap<String, i32> = BTreeMap::new();
@@ -388,8 +399,13 @@ impl Worker {
         let target_topics = list_topics(&self.flow.target).await?;
         for (topic, partitions) in &selected {
             let target = topics::target_topic(&self.flow, topic);
-            self.ensure_target_topic(admin, &target, *partitions, target_topics.get(&target).copied())
-                .await?;
+            self.ensure_target_topic(
+                admin,
+                &target,
+                *partitions,
+                target_topics.get(&target).copied(),
+            )
+            .await?;
         }
         if selected != *subscribed {
             let names: Vec<&str> = selected.keys().map(String::as_str).collect();
@@ -566,7 +582,10 @@ impl Worker {
         in_flight: &Arc<Mutex<InFlight>>,
     ) -> anyhow::Result<DeliveryFuture> {
         loop {
-            let full = in_flight.lock().map(|f| f.count >= MAX_IN_FLIGHT).unwrap_or(false);
+            let full = in_flight
+                .lock()
+                .map(|f| f.count >= MAX_IN_FLIGHT)
+                .unwrap_or(false);
             if !full {
                 match producer.send_result(record) {
                     Ok(delivery) => return Ok(delivery),
@@ -574,7 +593,9 @@ impl Worker {
                         record = returned;
                     }
                     Err((e, _)) => {
-                        return Err(anyhow::anyhow!("sending a record to the target failed: {e}"));
+                        return Err(anyhow::anyhow!(
+                            "sending a record to the target failed: {e}"
+                        ));
                     }
                 }
             }
@@ -592,7 +613,9 @@ impl Worker {
             let mut in_flight = in_flight
                 .lock()
                 .map_err(|_| anyhow::anyhow!("the in-flight table lock is poisoned"))?;
-            in_flight.drain_ready(&self.stats).map_err(anyhow::Error::msg)?
+            in_flight
+                .drain_ready(&self.stats)
+                .map_err(anyhow::Error::msg)?
         };
         for (topic, partition, offset) in &done {
             if let Err(e) = consumer.store_offset(topic, *partition, *offset) {
@@ -625,12 +648,15 @@ impl Worker {
 pub async fn list_topics(cluster: &ClusterSpec) -> anyhow::Result<BTreeMap<String, i32>> {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = cluster_config(&cluster, false)
-            .create()
-            .with_context(|| format!("creating a client for {} failed", cluster.bootstrap_servers))?;
+        let consumer: BaseConsumer =
+            cluster_config(&cluster, false).create().with_context(|| {
+                format!("creating a client for {} failed", cluster.bootstrap_servers)
+            })?;
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)
-            .with_context(|| format!("reading the topics of {} failed", cluster.bootstrap_servers))?;
+            .with_context(|| {
+                format!("reading the topics of {} failed", cluster.bootstrap_servers)
+            })?;
         Ok(metadata
             .topics()
             .iter()

@@ -81,8 +81,12 @@ pub async fn run(
     for worker in workers {
         match worker.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => error!(task_id = %spec.task_id, error = %e, "A replication consumer failed while stopping."),
-            Err(e) => error!(task_id = %spec.task_id, error = %e, "A replication consumer panicked."),
+            Ok(Err(e)) => {
+                error!(task_id = %spec.task_id, error = %e, "A replication consumer failed while stopping.")
+            }
+            Err(e) => {
+                error!(task_id = %spec.task_id, error = %e, "A replication consumer panicked.")
+            }
         }
     }
     publish(&handles, &stats, false);

@@ -149,18 +149,31 @@ mod tests {
     fn target_names() {
         assert_eq!(target_topic(&flow(false, &[]), "orders"), "orders");
         assert_eq!(target_topic(&flow(true, &[]), "orders"), "b.orders");
-        assert_eq!(target_topic(&flow(false, &[("orders", "o2")]), "orders"), "o2");
-        assert_eq!(target_topic(&flow(false, &[("orders", "o2")]), "other"), "other");
+        assert_eq!(
+            target_topic(&flow(false, &[("orders", "o2")]), "orders"),
+            "o2"
+        );
+        assert_eq!(
+            target_topic(&flow(false, &[("orders", "o2")]), "other"),
+            "other"
+        );
     }
 
     #[test]
     fn regex_skips_internal_and_copied_back_topics() {
-        let topics: BTreeMap<String, i32> = [("orders", 3), ("orders-eu", 1), ("__consumer_offsets", 50), ("a.orders", 3), ("x-orders", 1)]
-            .iter()
-            .map(|(t, p)| (t.to_string(), *p))
-            .collect();
+        let topics: BTreeMap<String, i32> = [
+            ("orders", 3),
+            ("orders-eu", 1),
+            ("__consumer_offsets", 50),
+            ("a.orders", 3),
+            ("x-orders", 1),
+        ]
+        .iter()
+        .map(|(t, p)| (t.to_string(), *p))
+        .collect();
         let regex = compile_regex("orders|a\\.orders|__.*").expect("regex");
-        let (selected, missing) = select_topics(&spec(&[]), &flow(true, &[]), &topics, Some(&regex));
+        let (selected, missing) =
+            select_topics(&spec(&[]), &flow(true, &[]), &topics, Some(&regex));
         assert_eq!(selected.keys().collect::<Vec<_>>(), ["orders", "orders-eu"]);
         assert!(missing.is_empty());
         let (selected, _) = select_topics(&spec(&[]), &flow(false, &[]), &topics, Some(&regex));
@@ -170,17 +183,27 @@ mod tests {
     #[test]
     fn listed_topics_report_missing() {
         let topics: BTreeMap<String, i32> = [("orders".to_string(), 3)].into_iter().collect();
-        let (selected, missing) = select_topics(&spec(&["orders", "gone"]), &flow(false, &[]), &topics, None);
+        let (selected, missing) =
+            select_topics(&spec(&["orders", "gone"]), &flow(false, &[]), &topics, None);
         assert_eq!(selected.get("orders"), Some(&3));
         assert_eq!(missing, ["gone"]);
     }
 
     #[test]
     fn provenance_rule() {
-        assert_eq!(provenance(None, "a", "b"), Provenance::Write("a".to_string()));
+        assert_eq!(
+            provenance(None, "a", "b"),
+            Provenance::Write("a".to_string())
+        );
         assert_eq!(provenance(Some(b"b"), "a", "b"), Provenance::Skip);
-        assert_eq!(provenance(Some(b"c"), "a", "b"), Provenance::Write("c,a".to_string()));
-        assert_eq!(provenance(Some(b"a"), "a", "b"), Provenance::Write("a".to_string()));
+        assert_eq!(
+            provenance(Some(b"c"), "a", "b"),
+            Provenance::Write("c,a".to_string())
+        );
+        assert_eq!(
+            provenance(Some(b"a"), "a", "b"),
+            Provenance::Write("a".to_string())
+        );
         assert_eq!(provenance(Some(b"c,b"), "a", "b"), Provenance::Skip);
     }
 

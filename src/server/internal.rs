@@ -173,9 +173,7 @@ fn assignment(
     let tasks = running.iter().filter_map(|t| task_spec(state, t)).collect();
     let replications = running
         .iter()
-        .filter_map(|t| {
-            replication_spec(state, &instance, t, live_ids.len(), node_index)
-        })
+        .filter_map(|t| replication_spec(state, &instance, t, live_ids.len(), node_index))
         .collect();
     let mut kafka = crate::kafka::security_properties(&instance.security);
     kafka.extend(state.config.nodes.kafka.clone());

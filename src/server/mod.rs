@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod connectivity;
 mod error;
 mod internal;
 mod jobs;
@@ -71,6 +72,7 @@ pub fn app(state: SharedState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(routes::router())
+        .merge(connectivity::router())
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

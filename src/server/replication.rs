@@ -14,7 +14,9 @@ use crate::store::{Instance, Task};
 /// live nodes runs: consumer `j` runs on node `j % nodes`.
 pub fn worker_share(task_num: u32, nodes: usize, index: usize) -> u32 {
     let nodes = nodes.max(1);
-    (0..task_num as usize).filter(|j| j % nodes == index).count() as u32
+    (0..task_num as usize)
+        .filter(|j| j % nodes == index)
+        .count() as u32
 }
 
 fn cluster_kafka(state: &AppState, security: &InstanceSecurity) -> BTreeMap<String, String> {
@@ -24,7 +26,7 @@ fn cluster_kafka(state: &AppState, security: &InstanceSecurity) -> BTreeMap<Stri
 }
 
 /// Security settings of a peer given by `bootstrap_servers` in a source task.
-fn peer_security(source: &Map<String, Value>) -> InstanceSecurity {
+pub fn peer_security(source: &Map<String, Value>) -> InstanceSecurity {
     let text = |name: &str| {
         source
             .get(name)

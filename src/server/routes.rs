@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::auth::Caller;
-use super::source_task::SourceContext;
 use super::error::{ApiError, ApiResult};
+use super::source_task::SourceContext;
 use super::{SharedState, jobs, random_token, render, validate};
 use crate::sink::obs::runner::group_id;
 use crate::store::{Conflict, Connector, Instance, Job, Task, now_ms};

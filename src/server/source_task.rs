@@ -147,7 +147,9 @@ pub fn source_task(
     if current_alias == peer_alias {
         return Err(invalid(
             "cluster_name",
-            format!("{peer_alias:?} is also current_cluster_name; give the two clusters different aliases."),
+            format!(
+                "{peer_alias:?} is also current_cluster_name; give the two clusters different aliases."
+            ),
         ));
     }
 
@@ -248,7 +250,10 @@ pub fn source_task(
     out.insert("current_cluster_name".into(), Value::from(current_alias));
     out.insert("cluster_name".into(), Value::from(peer_alias));
     out.insert("direction".into(), Value::from(direction));
-    out.insert("sync_consumer_offsets_enabled".into(), Value::from(sync_offsets));
+    out.insert(
+        "sync_consumer_offsets_enabled".into(),
+        Value::from(sync_offsets),
+    );
     out.insert("task_num".into(), Value::from(task_num));
     out.insert("rename_topic_enabled".into(), Value::from(rename));
     out.insert("provenance_header_enabled".into(), Value::from(provenance));
@@ -265,7 +270,8 @@ pub fn source_response(stored: &Map<String, Value>) -> Value {
     let mut out = stored.clone();
     out.remove("password");
     out.entry("user_name").or_insert_with(|| Value::from(""));
-    out.entry("sasl_mechanism").or_insert_with(|| Value::from(""));
+    out.entry("sasl_mechanism")
+        .or_insert_with(|| Value::from(""));
     Value::Object(out)
 }
 
@@ -363,16 +369,33 @@ mod tests {
 
     #[test]
     fn mapping_is_checked() {
-        assert!(message(check(json!({"bootstrap_servers": "h:1", "topics_mapping": "a"}))).contains("source:target"));
-        assert!(message(check(json!({"bootstrap_servers": "h:1", "topics_mapping": "a:b,a:c"}))).contains("twice"));
-        assert!(message(check(json!({"bootstrap_servers": "h:1", "topics_mapping": "a:../b"}))).contains("not a valid"));
-        let out = check(json!({"bootstrap_servers": "h:1", "topics_mapping": " a:b , c:d "})).expect("valid");
+        assert!(
+            message(check(
+                json!({"bootstrap_servers": "h:1", "topics_mapping": "a"})
+            ))
+            .contains("source:target")
+        );
+        assert!(
+            message(check(
+                json!({"bootstrap_servers": "h:1", "topics_mapping": "a:b,a:c"})
+            ))
+            .contains("twice")
+        );
+        assert!(
+            message(check(
+                json!({"bootstrap_servers": "h:1", "topics_mapping": "a:../b"})
+            ))
+            .contains("not a valid")
+        );
+        let out = check(json!({"bootstrap_servers": "h:1", "topics_mapping": " a:b , c:d "}))
+            .expect("valid");
         assert_eq!(out["topics_mapping"], "a:b,c:d");
     }
 
     #[test]
     fn aliases_are_checked() {
-        let body = json!({"bootstrap_servers": "h:1", "current_cluster_name": "a", "cluster_name": "a"});
+        let body =
+            json!({"bootstrap_servers": "h:1", "current_cluster_name": "a", "cluster_name": "a"});
         assert!(message(check(body)).contains("different aliases"));
         let body = json!({"bootstrap_servers": "h:1", "current_cluster_name": "a.b"});
         assert!(message(check(body)).contains("1 to 20"));

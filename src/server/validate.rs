@@ -453,8 +453,30 @@ mod tests {
         }
     }
 
+    fn no_peer(_: &str) -> Option<crate::store::Instance> {
+        None
+    }
+
     fn defaults() -> TaskDefaults<'static> {
-        TaskDefaults { timezone: "UTC" }
+        static INSTANCE: std::sync::LazyLock<crate::store::Instance> =
+            std::sync::LazyLock::new(|| crate::store::Instance {
+                id: "own".to_string(),
+                project_id: "p".to_string(),
+                name: "k".to_string(),
+                bootstrap_servers: "127.0.0.1:9092".to_string(),
+                specification: "100MB".to_string(),
+                broker_num: 1,
+                security: Default::default(),
+                status: "RUNNING".to_string(),
+                created_at: 1,
+            });
+        TaskDefaults {
+            timezone: "UTC",
+            source: super::super::source_task::SourceContext {
+                instance: &INSTANCE,
+                peer: &no_peer,
+            },
+        }
     }
 
     fn task(sink: Value) -> Value {

@@ -1,0 +1,262 @@
+//! ValidateConnectorConnectivity: `POST .../connector/validate` connects to
+//! the peer of a replication task with its settings and reports whether it
+//! is reachable and accepts the credentials, without creating anything.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::SharedState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::source_task::{SourceContext, source_task};
+use super::validate::{opt_str, parse_object};
+use crate::config::InstanceSecurity;
+
+/// Time the probe waits for the peer's metadata.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn router() -> Router<SharedState> {
+    Router::new().route(
+        "/v2/{project_id}/instances/{instance_id}/connector/validate",
+        post(validate_connectivity),
+    )
+}
+
+/// Why a peer could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFailure {
+    Unreachable,
+    Authentication,
+    Tls,
+}
+
+impl ProbeFailure {
+    fn error(self, bootstrap: &str, detail: &str) -> ApiError {
+        let (code, what, hint) = match self {
+            ProbeFailure::Unreachable => (
+                "WEIR.00400101",
+                "is unreachable",
+                "check bootstrap_servers and that the brokers listen there",
+            ),
+            ProbeFailure::Authentication => (
+                "WEIR.00400102",
+                "rejected the credentials",
+                "check sasl_mechanism, user_name and password",
+            ),
+            ProbeFailure::Tls => (
+                "WEIR.00400103",
+                "failed the TLS handshake",
+                "check security_protocol and the broker's certificate",
+            ),
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("The peer cluster {bootstrap} {what} ({detail}); {hint}."),
+        )
+    }
+}
+
+/// Collects the errors librdkafka reports while the probe runs.
+#[derive(Default)]
+struct ProbeContext {
+    errors: Mutex<Vec<(RDKafkaErrorCode, String)>>,
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let (Some(code), Ok(mut errors)) = (error.rdkafka_error_code(), self.errors.lock()) {
+            errors.push((code, reason.to_string()));
+        }
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+fn classify(code: RDKafkaErrorCode, reason: &str) -> ProbeFailure {
+    let reason = reason.to_ascii_lowercase();
+    match code {
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+            ProbeFailure::Authentication
+        }
+        RDKafkaErrorCode::SSL => ProbeFailure::Tls,
+        _ if reason.contains("ssl") || reason.contains("tls") || reason.contains("certificate") => {
+            ProbeFailure::Tls
+        }
+        _ if reason.contains("sasl") || reason.contains("authentication") => {
+            ProbeFailure::Authentication
+        }
+        _ => ProbeFailure::Unreachable,
+    }
+}
+
+/// Connects to `bootstrap` with `security` and reads the cluster metadata.
+pub fn probe(
+    bootstrap: &str,
+    security: &InstanceSecurity,
+) -> Result<usize, (ProbeFailure, String)> {
+    let mut config = crate::kafka::client_config(bootstrap);
+    for (key, value) in crate::kafka::security_properties(security) {
+        config.set(key, value);
+    }
+    config.set("socket.timeout.ms", "10000");
+    let consumer: BaseConsumer<ProbeContext> = config
+        .create_with_context(ProbeContext::default())
+        .map_err(|e| (ProbeFailure::Unreachable, e.to_string()))?;
+    let result = consumer.fetch_metadata(None, PROBE_TIMEOUT);
+    let reported = consumer
+        .context()
+        .errors
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    // An authentication or TLS failure outranks the generic transport errors
+    // that follow it.
+    let worst = reported
+        .iter()
+        .map(|(code, reason)| (classify(*code, reason), reason.clone()))
+        .min_by_key(|(failure, _)| match failure {
+            ProbeFailure::Authentication => 0,
+            ProbeFailure::Tls => 1,
+            ProbeFailure::Unreachable => 2,
+        });
+    match (result, worst) {
+        (Ok(metadata), None) => Ok(metadata.brokers().len()),
+        (Ok(metadata), Some((ProbeFailure::Unreachable, _))) => Ok(metadata.brokers().len()),
+        (Ok(_), Some(failure)) => Err(failure),
+        (Err(_), Some(failure)) => Err(failure),
+        (Err(e), None) => Err((ProbeFailure::Unreachable, e.to_string())),
+    }
+}
+
+async fn validate_connectivity(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Path((project_id, instance_id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.check_project(&project_id, &instance_id)?;
+    let instance = state
+        .store
+        .instance(&project_id, &instance_id)?
+        .ok_or_else(|| ApiError::no_instance(&instance_id))?;
+    let body = parse_object(&body, false)?;
+    let kind = opt_str(&body, "type", "")?
+        .ok_or_else(|| ApiError::invalid("Missing type: use KAFKA_REPLICATOR_SOURCE."))?;
+    match kind {
+        "KAFKA_REPLICATOR_SOURCE" => {}
+        "OBS_SINK" => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DMS.00400129",
+                "Validating OBS_SINK settings is not supported; create the task, and its health shows whether the object store is reachable.",
+            ));
+        }
+        other => {
+            return Err(ApiError::invalid(format!(
+                "Invalid type {other:?}: use KAFKA_REPLICATOR_SOURCE."
+            )));
+        }
+    }
+    let task = match body.get("task") {
+        Some(Value::Object(task)) => task,
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "Missing task: give the source_task settings of the peer.",
+            ));
+        }
+        Some(_) => return Err(ApiError::wrong_type("task", "an object")),
+    };
+    // The lookup closure is not Send, so the checks run in a block that ends
+    // before the probe is awaited.
+    let (bootstrap, security) = {
+        let peer_lookup = |id: &str| {
+            state
+                .store
+                .instance(&instance.project_id, id)
+                .ok()
+                .flatten()
+        };
+        let context = SourceContext {
+            instance: &instance,
+            peer: &peer_lookup,
+        };
+        let source = source_task(task, &context)?;
+        let text = |name: &str| {
+            source
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        match text("instance_id").and_then(|id| peer_lookup(&id)) {
+            Some(peer) => (peer.bootstrap_servers, peer.security),
+            None => (
+                text("bootstrap_servers").unwrap_or_default(),
+                super::replication::peer_security(&source),
+            ),
+        }
+    };
+    let probe_bootstrap = bootstrap.clone();
+    let outcome = tokio::task::spawn_blocking(move || probe(&probe_bootstrap, &security))
+        .await
+        .map_err(ApiError::internal)?;
+    match outcome {
+        Ok(brokers) => {
+            info!(instance_id = %instance.id, peer = %bootstrap, brokers, "Peer cluster validated.");
+            Ok(Json(json!({})))
+        }
+        Err((failure, detail)) => {
+            info!(instance_id = %instance.id, peer = %bootstrap, ?failure, %detail, "Peer cluster validation failed.");
+            Err(failure.error(&bootstrap, &detail))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_prefers_reason_words() {
+        assert_eq!(
+            classify(RDKafkaErrorCode::Authentication, "x"),
+            ProbeFailure::Authentication
+        );
+        assert_eq!(
+            classify(
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "SSL handshake failed"
+            ),
+            ProbeFailure::Tls
+        );
+        assert_eq!(
+            classify(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down"),
+            ProbeFailure::Unreachable
+        );
+    }
+
+    #[test]
+    fn closed_port_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let failure = probe(&format!("127.0.0.1:{port}"), &InstanceSecurity::default())
+            .expect_err("closed port");
+        assert_eq!(failure.0, ProbeFailure::Unreachable);
+    }
+}
