@@ -2,6 +2,7 @@
 //! the peer of a replication task with its settings and reports whether it
 //! is reachable and accepts the credentials, without creating anything.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -76,7 +77,18 @@ struct ProbeContext {
 }
 
 impl ClientContext for ProbeContext {
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    /// Keeps connection failures: librdkafka reports SASL and TLS failures
+    /// of a connection in `FAIL` log lines, not through the error callback.
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL"
+            && let Ok(mut errors) = self.errors.lock()
+        {
+            errors.push((
+                RDKafkaErrorCode::BrokerTransportFailure,
+                message.to_string(),
+            ));
+        }
+    }
 
     fn error(&self, error: KafkaError, reason: &str) {
         if let (Some(code), Ok(mut errors)) = (error.rdkafka_error_code(), self.errors.lock()) {
@@ -105,19 +117,30 @@ fn classify(code: RDKafkaErrorCode, reason: &str) -> ProbeFailure {
 }
 
 /// Connects to `bootstrap` with `security` and reads the cluster metadata.
+/// `extra` holds the operator's librdkafka settings (such as
+/// `ssl.ca.location`), applied as the nodes apply them.
 pub fn probe(
     bootstrap: &str,
     security: &InstanceSecurity,
+    extra: &BTreeMap<String, String>,
+    timeout: Duration,
 ) -> Result<usize, (ProbeFailure, String)> {
     let mut config = crate::kafka::client_config(bootstrap);
     for (key, value) in crate::kafka::security_properties(security) {
+        config.set(key, value);
+    }
+    for (key, value) in extra {
         config.set(key, value);
     }
     config.set("socket.timeout.ms", "10000");
     let consumer: BaseConsumer<ProbeContext> = config
         .create_with_context(ProbeContext::default())
         .map_err(|e| (ProbeFailure::Unreachable, e.to_string()))?;
-    let result = consumer.fetch_metadata(None, PROBE_TIMEOUT);
+    let result = consumer.fetch_metadata(None, timeout);
+    // Logs and errors reach the context only while the client is polled.
+    for _ in 0..5 {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
     let reported = consumer
         .context()
         .errors
@@ -212,9 +235,12 @@ async fn validate_connectivity(
         }
     };
     let probe_bootstrap = bootstrap.clone();
-    let outcome = tokio::task::spawn_blocking(move || probe(&probe_bootstrap, &security))
-        .await
-        .map_err(ApiError::internal)?;
+    let extra = state.config.nodes.kafka.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        probe(&probe_bootstrap, &security, &extra, PROBE_TIMEOUT)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     match outcome {
         Ok(brokers) => {
             info!(instance_id = %instance.id, peer = %bootstrap, brokers, "Peer cluster validated.");
@@ -255,8 +281,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
-        let failure = probe(&format!("127.0.0.1:{port}"), &InstanceSecurity::default())
-            .expect_err("closed port");
+        let failure = probe(
+            &format!("127.0.0.1:{port}"),
+            &InstanceSecurity::default(),
+            &BTreeMap::new(),
+            Duration::from_secs(1),
+        )
+        .expect_err("closed port");
         assert_eq!(failure.0, ProbeFailure::Unreachable);
     }
 }

@@ -50,9 +50,24 @@ class TansuBroker:
     for `sqlite://PATH`, which survives a restart of the broker.
     """
 
-    def __init__(self, tansu_bin: Path, log_dir: Path, storage: str | Path = "memory"):
-        self.port = free_port()
+    def __init__(
+        self,
+        tansu_bin: Path,
+        log_dir: Path,
+        storage: str | Path = "memory",
+        extra_args: Sequence[str] = (),
+        advertised_port: int | None = None,
+        client_config: dict | None = None,
+        port: int | None = None,
+    ):
+        """extra_args go to `tansu broker` (such as --authentication);
+        advertised_port is the port put in metadata, for a proxy in front;
+        client_config is what the readiness check connects with; port reuses
+        the port of an earlier broker on the same store."""
+        self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.client_config = client_config or {}
+        advertised = advertised_port or self.port
         work_dir = Path(log_dir)
         if storage == "memory":
             storage_url = f"memory://tansu-{self.port}/"
@@ -72,21 +87,22 @@ class TansuBroker:
                 "--listener-url",
                 f"tcp://127.0.0.1:{self.port}",
                 "--advertised-listener-url",
-                f"tcp://127.0.0.1:{self.port}",
+                f"tcp://127.0.0.1:{advertised}",
                 "--storage-engine",
                 storage_url,
                 # Every broker is its own cluster, as replication tests need.
                 "--cluster-id",
                 f"tansu-{self.port}",
+                *extra_args,
             ],
             log_dir / f"tansu-{self.port}.log",
             env=env,
             cwd=work_dir,
         )
 
-    def start(self, timeout: float = 60) -> "TansuBroker":
+    def start(self, timeout: float = 60, ready_bootstrap: str | None = None) -> "TansuBroker":
         self.process.start()
-        wait_for_broker(self.bootstrap, timeout, self.process)
+        wait_for_broker(ready_bootstrap or self.bootstrap, timeout, self.process, self.client_config)
         return self
 
     def restart(self) -> None:
@@ -97,8 +113,10 @@ class TansuBroker:
         self.process.stop()
 
 
-def wait_for_broker(bootstrap: str, timeout: float, process: ManagedProcess | None = None) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def wait_for_broker(
+    bootstrap: str, timeout: float, process: ManagedProcess | None = None, client_config: dict | None = None
+) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
 
     def ready() -> bool:
         if process is not None and not process.alive():
