@@ -523,6 +523,7 @@ async fn task_pause(
 ) -> ApiResult<Response> {
     change_task(&state, &caller, &ids, "pause", |task| {
         task.desired = "PAUSED".to_string();
+        set_pending_status(task, None);
     })
 }
 
@@ -532,7 +533,11 @@ async fn task_resume(
     Path(ids): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     change_task(&state, &caller, &ids, "resume", |task| {
-        task.desired = "RUNNING".to_string();
+        if task.desired != "RUNNING" {
+            let before = task.desired.clone();
+            set_pending_status(task, Some(&before));
+            task.desired = "RUNNING".to_string();
+        }
     })
 }
 
@@ -546,6 +551,7 @@ async fn task_restart(
     let queued = state.clone();
     change_task(&state, &caller, &ids, "restart", |task| {
         if task.desired == "WAITING" && task.generation == 0 {
+            set_pending_status(task, Some("WAITING"));
             task.desired = "RUNNING".to_string();
             return;
         }
@@ -559,7 +565,24 @@ async fn task_restart(
         task.generation += 1;
         task.restarting = true;
         task.desired = "RUNNING".to_string();
+        set_pending_status(task, Some("RESTARTING"));
     })
+}
+
+/// Records the status that ShowConnectorTask reports until a node runs the
+/// task, or removes it.
+fn set_pending_status(task: &mut Task, status: Option<&str>) {
+    let Some(entity) = task.entity.as_object_mut() else {
+        return;
+    };
+    match status {
+        Some(status) => {
+            entity.insert(render::PENDING_STATUS_FIELD.into(), Value::from(status));
+        }
+        None => {
+            entity.remove(render::PENDING_STATUS_FIELD);
+        }
+    }
 }
 
 // Background tasks (jobs)
