@@ -428,6 +428,19 @@ async fn task_show(
     Ok(Json(render::task(&state, &task, &nodes)))
 }
 
+/// Fields of `sink_task` that ModifyConnectorTask keeps when a request
+/// leaves them out. Responses never return the credentials, and the SDK's
+/// response model lacks the other fields, so an SDK client that sends back
+/// a shown entity would otherwise lose them.
+const KEPT_SINK_FIELDS: [&str; 6] = [
+    "access_key",
+    "secret_key",
+    "obs_endpoint",
+    "obs_region",
+    "obs_path_style",
+    "agency_name",
+];
+
 async fn task_modify(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -450,7 +463,7 @@ async fn task_modify(
     if let (Some(Value::Object(new_sink)), Value::Object(old_sink)) =
         (body.get_mut("sink_task"), &old_sink)
     {
-        for field in ["access_key", "secret_key"] {
+        for field in KEPT_SINK_FIELDS {
             if !new_sink.contains_key(field)
                 && let Some(value) = old_sink.get(field)
             {
