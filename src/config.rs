@@ -145,6 +145,9 @@ pub struct NodesSection {
     pub restart_backoff_max_ms: u64,
     /// Kafka consumer group session timeout of the nodes.
     pub session_timeout_ms: u64,
+    /// Period of a node's topic check: missing listed topics, and the topics
+    /// matching a `topics_regex`.
+    pub topic_refresh_interval_ms: u64,
     /// Extra librdkafka settings for the nodes' consumers.
     pub kafka: BTreeMap<String, String>,
 }
@@ -160,6 +163,7 @@ impl Default for NodesSection {
             restart_backoff_initial_ms: 500,
             restart_backoff_max_ms: 30_000,
             session_timeout_ms: 10_000,
+            topic_refresh_interval_ms: crate::protocol::DEFAULT_TOPIC_REFRESH_INTERVAL_MS,
             kafka: BTreeMap::new(),
         }
     }

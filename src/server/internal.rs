@@ -212,6 +212,7 @@ fn assignment(state: &SharedState, connector: &Connector) -> ApiResult<Heartbeat
         bootstrap_servers: instance.bootstrap_servers,
         kafka,
         session_timeout_ms: state.config.nodes.session_timeout_ms,
+        topic_refresh_interval_ms: state.config.nodes.topic_refresh_interval_ms,
         read_bytes_per_second: bandwidth / live,
         memory_budget_bytes: memory,
         tasks,
