@@ -18,7 +18,7 @@ import pytest
 
 from harness.statechange import StateChangeConf
 from harness.tasks import sink_config, task_name
-from harness.terraform import TerraformClient, TerraformHttpError, retry_with_wait
+from harness.terraform import TerraformClient, TerraformHttpError, job_state, retry_with_wait
 
 POLL = 0.1
 TIMEOUT = 120
@@ -81,11 +81,11 @@ def assert_request_ids(client: TerraformClient) -> None:
 # ---- huaweicloud_dms_kafka_smart_connect ----------------------------------------
 
 
-def enable_smart_connect(client: TerraformClient, instance_id: str, body: dict) -> tuple[str, list, list[str]]:
+def enable_smart_connect(client: TerraformClient, instance_id: str, body: dict) -> tuple[dict, list, list[str]]:
     """resourceDmsKafkaSmartConnectCreate: POST with the busy retry, require
     connector_id, wait EXTENDING -> RUNNING, then read.
 
-    Returns the connector id, the retried errors and the states the wait saw.
+    Returns the CreateConnector body, the retried errors and the states the wait saw.
     """
     response, retried = retry_with_wait(
         lambda: client.request("POST", f"{client.instance_path(instance_id)}/connector", body=body),
@@ -103,7 +103,7 @@ def enable_smart_connect(client: TerraformClient, instance_id: str, body: dict) 
     wait.wait()
     shown = client.request("GET", client.instance_path(instance_id)).json()
     assert shown.get("connector_id") == connector_id, "read would treat the connector as deleted"
-    return connector_id, retried, wait.seen
+    return response.json(), retried, wait.seen
 
 
 def disable_smart_connect(client: TerraformClient, instance_id: str) -> tuple[list, list[str]]:
@@ -134,12 +134,20 @@ def test_smart_connect_enable_and_disable(terraform, module_server, broker):
     instance_id = module_server.api.add_instance(f"tf-{uuid.uuid4().hex[:6]}", broker.bootstrap, broker_num=1)
 
     # An empty config sends {} and takes the default node count.
-    connector_id, retried, seen = enable_smart_connect(terraform, instance_id, {})
+    created, retried, seen = enable_smart_connect(terraform, instance_id, {})
     assert retried == []
     assert set(seen) <= {"EXTENDING", "RUNNING"}, seen
     shown = terraform.request("GET", terraform.instance_path(instance_id)).json()
     assert shown["connector_enable"] is True
     assert shown["connector_node_num"] == 2
+    # waitForInstanceTaskStatusComplete on the job id of the response.
+    StateChangeConf(
+        pending=["PENDING"],
+        target=["COMPLETED"],
+        refresh=job_state(terraform, instance_id, created["job_id"]),
+        timeout=TIMEOUT,
+        poll_interval=POLL,
+    ).wait()
 
     retried, seen = disable_smart_connect(terraform, instance_id)
     assert retried == []
@@ -159,12 +167,13 @@ def test_smart_connect_enable_retries_while_busy(terraform, module_server, broke
     api.delete_connector(instance_id)
 
     body = {"node_cnt": 2, "specification": "100MB", "spec_code": "kafka.c3.mini.connector"}
-    connector_id, retried, seen = enable_smart_connect(terraform, instance_id, body)
+    created, retried, seen = enable_smart_connect(terraform, instance_id, body)
 
     assert [error.error_code for error in retried][:1] == ["DMS.00400026"], [e.body for e in retried]
     assert all(error.status == 400 for error in retried)
     assert set(seen) <= {"EXTENDING", "RUNNING"}, seen
-    assert terraform.request("GET", terraform.instance_path(instance_id)).json()["connector_id"] == connector_id
+    shown = terraform.request("GET", terraform.instance_path(instance_id)).json()
+    assert shown["connector_id"] == created["connector_id"]
 
     disable_smart_connect(terraform, instance_id)
     assert_request_ids(terraform)
@@ -324,26 +333,25 @@ def test_task_pause_of_waiting_task(terraform, connected_instance, tf_topic):
 
 
 def list_tasks_offset_pager(client: TerraformClient, instance_id: str) -> tuple[list[dict], list[tuple]]:
-    """OffsetPager("tasks", "offset", "limit", 0): the first call has no
-    paging parameters. Each next call moves the offset by the page length
-    and sets limit to it, and an empty page ends the loop.
+    """httphelper.OffsetPager("tasks", "offset", "limit", 0): the first call
+    has no paging parameters, and each next call sends only `offset`, moved
+    by the length of the page before. An empty page ends the loop.
 
-    Returns the tasks and the (offset, limit, page length) of every call.
+    Returns the tasks and the (offset, page length) of every call.
     """
     tasks: list[dict] = []
     calls: list[tuple] = []
-    offset, limit = None, None
+    offset = None
     while True:
-        query = [] if offset is None else [("offset", offset), ("limit", limit)]
+        query = [] if offset is None else [("offset", offset)]
         body = client.request("GET", f"{client.instance_path(instance_id)}/connector/tasks", query=query).json()
         page = body.get("tasks")
         assert isinstance(page, list), f"tasks is not a list: {body}"
-        calls.append((offset, limit, len(page)))
+        calls.append((offset, len(page)))
         if not page:
             return tasks, calls
         tasks.extend(page)
         offset = (offset or 0) + len(page)
-        limit = len(page)
         assert len(calls) < 50, f"paging does not end: {calls}"
 
 
@@ -359,7 +367,7 @@ def test_task_list_paging_until_empty_page(terraform, module_server, broker, tf_
     tasks, calls = list_tasks_offset_pager(terraform, instance_id)
 
     assert [task["id"] for task in tasks] == created, "every task exactly once, in creation order"
-    assert calls == [(None, None, 10), (10, 10, 2), (12, 2, 0)], calls
+    assert calls == [(None, 10), (10, 2), (12, 0)], calls
     for task in tasks:
         assert type(task["create_time"]) in (int, float), task["create_time"]
         assert task["source_task"] == {}
@@ -383,7 +391,7 @@ def list_background_tasks(client: TerraformClient, instance_id: str, limit: int)
             "GET",
             f"{client.instance_path(instance_id)}/tasks",
             query=[("limit", limit), ("start", start)],
-            content_type=True,
+            content_type="application/json",
         ).json()
         page = body.get("tasks", [])
         tasks.extend(page)
@@ -395,17 +403,21 @@ def list_background_tasks(client: TerraformClient, instance_id: str, limit: int)
         assert page, f"empty page at start {start} while task_count is {task_count}: paging would not end"
 
 
-def find_background_tasks_by_name(client: TerraformClient, instance_id: str, name: str) -> list[dict]:
-    """FilterTaskRefreshFunc: pages with limit=100 from start=1 until a page
-    has fewer than 100 records, keeping the records named `name`."""
+def get_instance_tasks(client: TerraformClient, instance_id: str) -> list[dict]:
+    """getInstanceTasks, which the wait by task name uses: limit=100 from
+    start=1, moving start by the page length, until a page has fewer than
+    100 records."""
     found: list[dict] = []
     start = 1
     while True:
         body = client.request(
-            "GET", f"{client.instance_path(instance_id)}/tasks", query=[("start", start), ("limit", 100)]
+            "GET",
+            f"{client.instance_path(instance_id)}/tasks",
+            query=[("limit", 100), ("start", start)],
+            content_type="application/json",
         ).json()
         page = body["tasks"]
-        found.extend(task for task in page if task["name"] == name)
+        found.extend(page)
         if len(page) < 100:
             return found
         start += len(page)
@@ -433,6 +445,6 @@ def test_background_task_paging(weir_server):
             json.loads(task["params"])
             assert isinstance(task["created_at"], str)
 
-    named = find_background_tasks_by_name(client, instance_id, tasks[0]["name"])
-    assert sorted(task["id"] for task in named) == sorted(job_ids)
+    listed = get_instance_tasks(client, instance_id)
+    assert sorted(task["id"] for task in listed) == sorted(job_ids)
     assert_request_ids(client)

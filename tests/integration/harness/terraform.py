@@ -81,19 +81,21 @@ class TerraformClient:
         body: Any = None,
         query: list[tuple[str, Any]] | None = None,
         ok_codes: tuple[int, ...] | None = None,
-        content_type: bool | None = None,
+        content_type: str | None = None,
     ) -> requests.Response:
         """Send one request to /v2/{project}{suffix}; raise TerraformHttpError
         unless the status is one of `ok_codes` (default: the method's).
 
-        `content_type` sends `Content-Type: application/json` without a body,
-        as some data sources do; requests with a body always send it.
+        `content_type` sets a Content-Type header (some calls send one on a
+        GET). A request with a body sends `application/json` by default.
         """
         path = self.v2(suffix)
         raw = go_json(body) if body is not None else b""
         date = datetime.now(timezone.utc).strftime(DATE_FORMAT)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, "X-Sdk-Date": date}
-        if body is not None or content_type:
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        elif body is not None:
             headers["Content-Type"] = "application/json"
         params = list(query or [])
         canonical, signed = canonical_request(method, path, params, headers, raw)
@@ -146,6 +148,26 @@ class TerraformClient:
             return body, status if isinstance(status, str) else ""
 
         return refresh
+
+
+def job_state(client: TerraformClient, instance_id: str, job_id: str) -> Callable[[], tuple[Any, str]]:
+    """instanceTaskStatusRefreshFunc with the target SUCCESS: FAILED or
+    DELETED ends the wait with an error, SUCCESS is COMPLETED, and any other
+    status is PENDING."""
+
+    def refresh() -> tuple[Any, str]:
+        body = client.request(
+            "GET",
+            f"{client.instance_path(instance_id)}/tasks/{job_id}",
+            content_type="application/json;charset=utf-8",
+        ).json()
+        tasks = body.get("tasks") or [{}]
+        status = tasks[0].get("status", "")
+        if status in ("FAILED", "DELETED"):
+            raise AssertionError(f"background task {job_id} ended {status}: {tasks[0]}")
+        return body, "COMPLETED" if status == "SUCCESS" else "PENDING"
+
+    return refresh
 
 
 def should_retry(error: TerraformHttpError) -> bool:
