@@ -12,6 +12,7 @@ that a short-lived state the provider would reject is seen by the test too.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -448,3 +449,36 @@ def test_background_task_paging(weir_server):
     listed = get_instance_tasks(client, instance_id)
     assert sorted(task["id"] for task in listed) == sorted(job_ids)
     assert_request_ids(client)
+
+
+def test_task_status_after_nodes_stop(weir_server, broker, tf_topic):
+    # After a resume the task shows PAUSED only until a node runs it. Nodes
+    # that stop later must not bring PAUSED back: the task shows CREATING.
+    server = weir_server({"nodes": {"spawn": False}})
+    api = server.api
+    instance_id = server.instance_ids[0]
+    created = api.create_connector(instance_id, {"node_cnt": 2}).json()
+    token = api.node_token(instance_id)
+    nodes = [
+        server.start_node(token["connector_id"], token["token"], server.work_dir, node_id=f"manual-{index}")
+        for index in range(2)
+    ]
+    api.wait_job_status(instance_id, created["job_id"], "SUCCESS")
+    client = TerraformClient(server.url, server.key)
+    task_id, _ = create_task(client, instance_id, task_body(tf_topic, True))
+    for action in ["start", "pause", "resume"]:
+        run_action(client, instance_id, task_id, action)
+    # Two more heartbeats, so that the nodes' reports of the run are stored.
+    time.sleep(4 * server.config["nodes"]["heartbeat_interval_ms"] / 1000)
+
+    for node in nodes:
+        node.kill9()
+    wait = StateChangeConf(
+        pending=["RUNNING"],
+        target=["CREATING"],
+        refresh=client.task_state(instance_id, task_id),
+        timeout=TIMEOUT,
+        poll_interval=POLL,
+    )
+    wait.wait()
+    assert wait.seen == ["RUNNING", "CREATING"], wait.seen
