@@ -169,11 +169,12 @@ pub struct NodesSection {
     pub restart_backoff_max_ms: u64,
     /// Kafka consumer group session timeout of the nodes.
     pub session_timeout_ms: u64,
+    /// Period of a node's topic check, in milliseconds: missing listed
+    /// topics, the topics matching a `topics_regex`, and the target topics
+    /// of replication tasks.
+    pub topic_refresh_interval_ms: u64,
     /// Extra librdkafka settings for the nodes' consumers.
     pub kafka: BTreeMap<String, String>,
-    /// Interval at which replication tasks look for new topics matching
-    /// their regex and translate consumer offsets, in milliseconds.
-    pub replication_refresh_ms: u64,
 }
 
 impl Default for NodesSection {
@@ -187,8 +188,8 @@ impl Default for NodesSection {
             restart_backoff_initial_ms: 500,
             restart_backoff_max_ms: 30_000,
             session_timeout_ms: 10_000,
+            topic_refresh_interval_ms: crate::protocol::DEFAULT_TOPIC_REFRESH_INTERVAL_MS,
             kafka: BTreeMap::new(),
-            replication_refresh_ms: 10_000,
         }
     }
 }

@@ -49,6 +49,13 @@ pub struct HeartbeatRequest {
     pub buffered_bytes: u64,
 }
 
+/// Default period of the topic check of a task runner, in milliseconds.
+pub const DEFAULT_TOPIC_REFRESH_INTERVAL_MS: u64 = 15_000;
+
+fn default_topic_refresh_interval_ms() -> u64 {
+    DEFAULT_TOPIC_REFRESH_INTERVAL_MS
+}
+
 /// The work the server assigns to every node of a connector.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
@@ -58,6 +65,9 @@ pub struct HeartbeatResponse {
     /// librdkafka settings for the instance: security and operator extras.
     pub kafka: BTreeMap<String, String>,
     pub session_timeout_ms: u64,
+    /// Period of the topic check of each task runner, in milliseconds.
+    #[serde(default = "default_topic_refresh_interval_ms")]
+    pub topic_refresh_interval_ms: u64,
     /// This node's share of the connector's bandwidth, in bytes per second.
     pub read_bytes_per_second: u64,
     pub memory_budget_bytes: u64,

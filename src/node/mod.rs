@@ -303,6 +303,7 @@ impl Node {
             bootstrap_servers: assignment.bootstrap_servers.clone(),
             extra: assignment.kafka.clone(),
             session_timeout_ms: assignment.session_timeout_ms,
+            topic_refresh_interval_ms: assignment.topic_refresh_interval_ms,
         };
         let kafka_changed = self.kafka.as_ref().is_none_or(|k| {
             k.bootstrap_servers != kafka.bootstrap_servers || k.extra != kafka.extra

@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::SharedState;
 use super::error::{ApiError, ApiResult};
-use super::render::node_alive;
+use super::render::{PENDING_STATUS_FIELD, node_alive};
 use super::replication::replication_spec;
 use crate::protocol::{
     HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
@@ -115,7 +115,49 @@ async fn node_heartbeat(
             format!("Node {node_id} is not registered; register again."),
         ));
     }
+    settle_pending_statuses(&state, &connector, &report)?;
     Ok(Json(assignment(&state, &connector, &node_id)?))
+}
+
+/// Removes the pending status of tasks this node now reports running, so that
+/// a task that stops running later shows `CREATING` or `RESTARTING` again
+/// rather than the status it had before its last start.
+fn settle_pending_statuses(
+    state: &SharedState,
+    connector: &Connector,
+    report: &HeartbeatRequest,
+) -> ApiResult<()> {
+    let running: Vec<_> = report
+        .tasks
+        .iter()
+        .filter(|r| r.state == "running" || r.state == "failing")
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    for task in state.store.tasks(&connector.instance_id)? {
+        let Some(entity) = task.entity.as_object() else {
+            continue;
+        };
+        if !entity.contains_key(PENDING_STATUS_FIELD) || task.desired != "RUNNING" {
+            continue;
+        }
+        let reported = running
+            .iter()
+            .any(|r| r.task_id == task.id && r.generation == task.generation);
+        if !reported {
+            continue;
+        }
+        let mut settled = entity.clone();
+        settled.remove(PENDING_STATUS_FIELD);
+        if state
+            .store
+            .replace_task_entity(&task, &Value::Object(settled))?
+        {
+            info!(task_id = %task.id, generation = task.generation, "Task reported running.");
+        }
+    }
+    Ok(())
 }
 
 async fn node_deregister(
@@ -182,6 +224,7 @@ fn assignment(
         bootstrap_servers: instance.bootstrap_servers,
         kafka,
         session_timeout_ms: state.config.nodes.session_timeout_ms,
+        topic_refresh_interval_ms: state.config.nodes.topic_refresh_interval_ms,
         read_bytes_per_second: bandwidth / live,
         memory_budget_bytes: memory,
         tasks,

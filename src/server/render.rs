@@ -103,6 +103,34 @@ pub struct TaskStatus {
     pub error: Option<String>,
 }
 
+/// Field of a stored task entity that contains the status to show after a
+/// start, resume or restart until a node reports the task running. The API
+/// never returns it.
+///
+/// Clients poll with the status before the action as their only pending
+/// state: terraform's `start` waits on `WAITING`, `resume` on `PAUSED` and
+/// `restart` on `PAUSED` or `RESTARTING`, and fails on any other status.
+pub const PENDING_STATUS_FIELD: &str = "weir_pending_status";
+
+/// Statuses that [`PENDING_STATUS_FIELD`] may contain.
+const PENDING_STATUSES: [&str; 4] = ["CREATING", "WAITING", "PAUSED", "RESTARTING"];
+
+/// Returns the status of a task that should run but that no node reports running.
+fn pending_status(task: &Task) -> &'static str {
+    let stored = task
+        .entity
+        .get(PENDING_STATUS_FIELD)
+        .and_then(Value::as_str);
+    if let Some(status) = PENDING_STATUSES.iter().find(|s| Some(**s) == stored) {
+        return status;
+    }
+    if task.restarting {
+        "RESTARTING"
+    } else {
+        "CREATING"
+    }
+}
+
 pub fn task_status(state: &AppState, task: &Task, nodes: &[Node]) -> TaskStatus {
     let unknown = |status| TaskStatus {
         status,
@@ -126,11 +154,7 @@ pub fn task_status(state: &AppState, task: &Task, nodes: &[Node]) -> TaskStatus 
         .any(|r| r.state == "running" || r.state == "failing");
     let failing = reports.iter().find(|r| r.state == "failing");
     if !running {
-        return unknown(if task.restarting {
-            "RESTARTING"
-        } else {
-            "CREATING"
-        });
+        return unknown(pending_status(task));
     }
     match failing {
         Some(report) => TaskStatus {
@@ -230,4 +254,38 @@ pub fn job_progress(job: &Job) -> Value {
             "end_time": s.end_time.unwrap_or(0),
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(entity: Value, restarting: bool) -> Task {
+        Task {
+            id: "t1".to_string(),
+            instance_id: "i1".to_string(),
+            name: "dump-1".to_string(),
+            entity,
+            desired: "RUNNING".to_string(),
+            generation: 0,
+            restarting,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn pending_status_uses_recorded_status() {
+        for status in PENDING_STATUSES {
+            let task = task(json!({ PENDING_STATUS_FIELD: status }), true);
+            assert_eq!(pending_status(&task), status);
+        }
+    }
+
+    #[test]
+    fn pending_status_falls_back_without_record() {
+        assert_eq!(pending_status(&task(json!({}), false)), "CREATING");
+        assert_eq!(pending_status(&task(json!({}), true)), "RESTARTING");
+        let unknown = task(json!({ PENDING_STATUS_FIELD: "RUNNING" }), false);
+        assert_eq!(pending_status(&unknown), "CREATING");
+    }
 }

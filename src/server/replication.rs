@@ -125,7 +125,7 @@ pub fn replication_spec(
             .get("replication_factor")
             .and_then(Value::as_i64)
             .map(|f| f as i32),
-        refresh_interval_ms: state.config.nodes.replication_refresh_ms,
+        refresh_interval_ms: state.config.nodes.topic_refresh_interval_ms,
     })
 }
 

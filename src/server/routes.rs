@@ -440,6 +440,19 @@ async fn task_show(
     Ok(Json(render::task(&state, &task, &nodes)))
 }
 
+/// Fields of `sink_task` that ModifyConnectorTask keeps when a request
+/// leaves them out. Responses never return the credentials, and the SDK's
+/// response model lacks the other fields, so an SDK client that sends back
+/// a shown entity would otherwise lose them.
+const KEPT_SINK_FIELDS: [&str; 6] = [
+    "access_key",
+    "secret_key",
+    "obs_endpoint",
+    "obs_region",
+    "obs_path_style",
+    "agency_name",
+];
+
 async fn task_modify(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -462,7 +475,7 @@ async fn task_modify(
     if let (Some(Value::Object(new_sink)), Value::Object(old_sink)) =
         (body.get_mut("sink_task"), &old_sink)
     {
-        for field in ["access_key", "secret_key"] {
+        for field in KEPT_SINK_FIELDS {
             if !new_sink.contains_key(field)
                 && let Some(value) = old_sink.get(field)
             {
@@ -546,6 +559,7 @@ async fn task_pause(
 ) -> ApiResult<Response> {
     change_task(&state, &caller, &ids, "pause", |task| {
         task.desired = "PAUSED".to_string();
+        set_pending_status(task, None);
     })
 }
 
@@ -555,7 +569,11 @@ async fn task_resume(
     Path(ids): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     change_task(&state, &caller, &ids, "resume", |task| {
-        task.desired = "RUNNING".to_string();
+        if task.desired != "RUNNING" {
+            let before = task.desired.clone();
+            set_pending_status(task, Some(&before));
+            task.desired = "RUNNING".to_string();
+        }
     })
 }
 
@@ -569,6 +587,7 @@ async fn task_restart(
     let queued = state.clone();
     change_task(&state, &caller, &ids, "restart", |task| {
         if task.desired == "WAITING" && task.generation == 0 {
+            set_pending_status(task, Some("WAITING"));
             task.desired = "RUNNING".to_string();
             return;
         }
@@ -582,7 +601,24 @@ async fn task_restart(
         task.generation += 1;
         task.restarting = true;
         task.desired = "RUNNING".to_string();
+        set_pending_status(task, Some("RESTARTING"));
     })
+}
+
+/// Records the status that ShowConnectorTask reports until a node runs the
+/// task, or removes it.
+fn set_pending_status(task: &mut Task, status: Option<&str>) {
+    let Some(entity) = task.entity.as_object_mut() else {
+        return;
+    };
+    match status {
+        Some(status) => {
+            entity.insert(render::PENDING_STATUS_FIELD.into(), Value::from(status));
+        }
+        None => {
+            entity.remove(render::PENDING_STATUS_FIELD);
+        }
+    }
 }
 
 // Background tasks (jobs)

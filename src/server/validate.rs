@@ -283,8 +283,9 @@ pub fn task_request(
     })
 }
 
-/// Checks a topic regex: it must compile, stay small, and not be `.*`, which
-/// would also match Kafka's internal topics.
+/// Checks a topic regex: it must compile the way nodes compile it (anchored
+/// at the start of the topic name), stay small, and not be `.*`, which would
+/// also match Kafka's internal topics.
 fn topics_regex_rule(regex: &str) -> ApiResult<()> {
     if regex.len() > 255 {
         return Err(ApiError::invalid(
@@ -296,9 +297,7 @@ fn topics_regex_rule(regex: &str) -> ApiResult<()> {
             "Invalid topics_regex: \".*\" is not allowed because it matches internal topics; name a prefix.",
         ));
     }
-    regex::RegexBuilder::new(regex)
-        .size_limit(1 << 16)
-        .build()
+    crate::sink::obs::topics::TopicMatcher::new(regex)
         .map_err(|e| ApiError::invalid(format!("Invalid topics_regex {regex:?}: {e}")))?;
     Ok(())
 }

@@ -641,6 +641,44 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the entity of a task only while its stored row still equals
+    /// `task`, so that a concurrent API change is never overwritten. Returns
+    /// whether it did.
+    pub fn replace_task_entity(
+        &self,
+        task: &Task,
+        entity: &serde_json::Value,
+    ) -> rusqlite::Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let row: Option<(String, String, i64)> = tx
+            .query_row(
+                "SELECT entity, desired, generation FROM tasks WHERE id = ?1",
+                [&task.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((stored, desired, generation)) = row else {
+            return Ok(false);
+        };
+        // The stored entity is sealed with fresh nonces, so it is compared
+        // after opening, not as text.
+        let stored: serde_json::Value =
+            serde_json::from_str(&stored).unwrap_or(serde_json::Value::Null);
+        let unchanged = self.open_entity(&stored)? == task.entity
+            && desired == task.desired
+            && generation == task.generation as i64;
+        if !unchanged {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE tasks SET entity = ?1 WHERE id = ?2",
+            params![self.seal_entity(entity).to_string(), task.id],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Deletes a task and queues the removal of its consumer groups.
     pub fn delete_task(&self, task: &Task, groups: &[String]) -> rusqlite::Result<()> {
         let mut conn = self.conn();
@@ -931,6 +969,39 @@ mod tests {
             store.insert_task(&again),
             Err(Conflict::DuplicateName(_))
         ));
+    }
+
+    #[test]
+    fn replace_task_entity_skips_changed_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
+        let task = Task {
+            id: "t1".to_string(),
+            instance_id: "i1".to_string(),
+            name: "dump-1".to_string(),
+            entity: serde_json::json!({"a": 1}),
+            desired: "RUNNING".to_string(),
+            generation: 0,
+            restarting: false,
+            created_at: 1,
+        };
+        store.insert_task(&task).expect("insert");
+        let paused = Task {
+            desired: "PAUSED".to_string(),
+            ..task.clone()
+        };
+        store.update_task(&paused).expect("pause");
+        let replaced = store
+            .replace_task_entity(&task, &serde_json::json!({"a": 2}))
+            .expect("replace");
+        assert!(!replaced, "a row changed since it was read must stay");
+        let replaced = store
+            .replace_task_entity(&paused, &serde_json::json!({"a": 2}))
+            .expect("replace");
+        assert!(replaced);
+        let stored = store.task("i1", "t1").expect("read").expect("exists");
+        assert_eq!(stored.entity, serde_json::json!({"a": 2}));
+        assert_eq!(stored.desired, "PAUSED");
     }
 
     #[test]

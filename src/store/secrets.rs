@@ -145,10 +145,14 @@ impl Store {
         map_secret_fields(entity, &mut |text| Ok(self.seal(text))).unwrap_or(Value::Null)
     }
 
-    pub(super) fn open_task(&self, mut task: Task) -> rusqlite::Result<Task> {
-        task.entity = map_secret_fields(&task.entity, &mut |text| {
+    pub(super) fn open_entity(&self, entity: &Value) -> rusqlite::Result<Value> {
+        map_secret_fields(entity, &mut |text| {
             self.cipher.open(text).map_err(open_failure)
-        })?;
+        })
+    }
+
+    pub(super) fn open_task(&self, mut task: Task) -> rusqlite::Result<Task> {
+        task.entity = self.open_entity(&task.entity)?;
         Ok(task)
     }
 }

@@ -22,6 +22,8 @@ from harness.objects import (
     time_directory,
 )
 from harness.s3 import FaultyProxy
+from harness.statechange import NotFoundError, StateChangeConf, UnexpectedStateError, WaitTimeoutError
+from harness.terraform import TerraformClient
 
 VECTOR_KEY = api.Key("TESTACCESSKEY", "TESTSECRETKEY0123456789", "0123456789abcdef0123456789abcdef")
 VECTOR_DATE = "20240101T000000Z"
@@ -244,6 +246,97 @@ def test_checker_reads_s3_objects(s3):
     objects, _ = ObjectReader(S3Bucket(s3.client, bucket), "out/").read_all()
     result = check_dump(objects, produced, FORMAT, TOPIC, obs_path="out", partition_format="yyyy/MM/dd")
     assert result.ok, result.summary()
+
+
+# ---- StateChangeConf poller and terraform signing ----------------------------
+
+
+def scripted(*states):
+    """A refresh function that returns the given states in order, then the last one."""
+    remaining = list(states)
+
+    def refresh():
+        state = remaining.pop(0) if len(remaining) > 1 else remaining[0]
+        return (None, "") if state is None else ({"status": state}, state)
+
+    return refresh
+
+
+def test_poller_reaches_target_through_pending():
+    conf = StateChangeConf(["CREATING"], ["RUNNING"], scripted("CREATING", "CREATING", "RUNNING"), timeout=5, poll_interval=0.01)
+    assert conf.wait() == {"status": "RUNNING"}
+    assert conf.seen == ["CREATING", "RUNNING"]
+
+
+def test_poller_rejects_unexpected_state():
+    conf = StateChangeConf(["WAITING"], ["RUNNING"], scripted("WAITING", "CREATING", "RUNNING"), timeout=5, poll_interval=0.01)
+    with pytest.raises(UnexpectedStateError) as raised:
+        conf.wait()
+    assert raised.value.state == "CREATING"
+
+
+def test_poller_rejects_empty_state():
+    conf = StateChangeConf([], ["RUNNING"], scripted("EXTENDING", ""), timeout=5, poll_interval=0.01)
+    with pytest.raises(UnexpectedStateError) as raised:
+        conf.wait()
+    assert raised.value.state == ""
+
+
+def test_poller_empty_pending_waits_on_anything():
+    conf = StateChangeConf([], ["RUNNING"], scripted("EXTENDING", "CONNECTOR_DELETING", "RUNNING"), timeout=5, poll_interval=0.01)
+    conf.wait()
+    assert conf.seen == ["EXTENDING", "CONNECTOR_DELETING", "RUNNING"]
+
+
+def test_poller_counts_not_found():
+    conf = StateChangeConf(["A"], ["B"], scripted(None), timeout=5, poll_interval=0.01, not_found_checks=3)
+    with pytest.raises(NotFoundError):
+        conf.wait()
+    found_late = StateChangeConf(["A"], ["B"], scripted(None, None, "B"), timeout=5, poll_interval=0.01, not_found_checks=3)
+    assert found_late.wait() == {"status": "B"}
+
+
+def test_poller_times_out():
+    conf = StateChangeConf(["A"], ["B"], scripted("A"), timeout=0.2, poll_interval=0.05)
+    with pytest.raises(WaitTimeoutError):
+        conf.wait()
+
+
+def test_poller_needs_continuous_target():
+    refresh = scripted("B", "A", "B", "B")
+    conf = StateChangeConf(["A"], ["B"], refresh, timeout=5, poll_interval=0.01, continuous_target_occurence=2)
+    conf.wait()
+    assert conf.seen == ["B", "A", "B"]
+
+
+def test_terraform_signature_leaves_host_and_project_unsigned():
+    sent = {}
+
+    class Capture:
+        def request(self, method, url, data=None, headers=None, **kwargs):
+            sent.update(method=method, url=url, data=data, headers=headers)
+            response = requests.Response()
+            response.status_code = 200
+            response.request = requests.Request(method, url).prepare()
+            return response
+
+    client = TerraformClient("http://127.0.0.1:8080", VECTOR_KEY)
+    client.session = Capture()
+    client.request("POST", "/instances/inst-1/connector", body={"node_cnt": 2, "bandwidth": "100MB"})
+    headers = sent["headers"]
+    assert sent["data"] == b'{"bandwidth":"100MB","node_cnt":2}\n'
+    authorization = headers["Authorization"]
+    assert "SignedHeaders=accept;content-type;user-agent;x-sdk-date," in authorization
+    assert headers["X-Project-Id"] == VECTOR_KEY.project_id
+    canonical, _ = api.canonical_request(
+        "POST",
+        VECTOR_POST_PATH,
+        [],
+        {name: headers[name] for name in ("Accept", "Content-Type", "User-Agent", "X-Sdk-Date")},
+        sent["data"],
+    )
+    expected = api.signature(VECTOR_KEY.secret_key, headers["X-Sdk-Date"], canonical)
+    assert authorization.endswith(f"Signature={expected}")
 
 
 # ---- fault proxy and broker -------------------------------------------------

@@ -37,7 +37,7 @@ def repl_server(tmp_path_factory, weir_bin, broker):
     from harness.weir import WeirServer, default_config, deep_merge, new_key
 
     key = new_key()
-    config = deep_merge(default_config(broker.bootstrap, key, 1), {"nodes": {"replication_refresh_ms": 1000}})
+    config = deep_merge(default_config(broker.bootstrap, key, 1), {"nodes": {"topic_refresh_interval_ms": 1000}})
     server = WeirServer(weir_bin, tmp_path_factory.mktemp("weir-repl"), config, key, name="weir-repl")
     _servers.append(server)
     _every_server.append(server)

@@ -97,7 +97,7 @@ def secure_server(tmp_path_factory, weir_bin, broker, certificates):
 
     ca, _cert, _key = certificates
     key = new_key()
-    overrides = {"nodes": {"replication_refresh_ms": 1000, "kafka": {"fetch.wait.max.ms": "10", "ssl.ca.location": str(ca)}}}
+    overrides = {"nodes": {"topic_refresh_interval_ms": 1000, "kafka": {"fetch.wait.max.ms": "10", "ssl.ca.location": str(ca)}}}
     config = deep_merge(default_config(broker.bootstrap, key, 1), overrides)
     server = WeirServer(weir_bin, tmp_path_factory.mktemp("weir-sasl"), config, key, name="weir-sasl")
     _servers.append(server)

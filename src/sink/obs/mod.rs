@@ -3,9 +3,10 @@
 //! [`encode`] turns records into object content, [`naming`] places each chunk
 //! under its key, [`store`] puts chunks create-if-absent with their offsets as
 //! metadata, and [`runner`] drives a consumer group and the chunks of every
-//! assigned partition.
+//! assigned partition. [`topics`] selects the topics of a `topics_regex` task.
 
 pub mod encode;
 pub mod naming;
 pub mod runner;
 pub mod store;
+pub mod topics;

@@ -33,6 +33,7 @@ use super::naming::{ObjectNaming, PartitionFormat};
 use super::store::{
     ChunkMeta, ChunkStore, LocalStore, PutOutcome, S3Settings, S3Store, StoreError,
 };
+use super::topics::{SubscriptionChange, TopicMatcher};
 use crate::node::limits::NodeLimits;
 use crate::protocol::{TaskReport, TaskSpec};
 
@@ -42,6 +43,9 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub extra: std::collections::BTreeMap<String, String>,
     pub session_timeout_ms: u64,
+    /// Period of the topic check, which also picks up the topics that start
+    /// or stop matching a `topics_regex`.
+    pub topic_refresh_interval_ms: u64,
 }
 
 /// Handles shared between a runner and the node that owns it.
@@ -65,60 +69,6 @@ struct GroupContext {
     task_id: String,
     /// The task starts at `latest`: pin the start of newly assigned partitions.
     pin_latest: bool,
-}
-
-impl GroupContext {
-    /// Commits the high watermark of every assigned partition that has no
-    /// committed offset yet, and seeks there.
-    ///
-    /// Without this, each node that is assigned such a partition resolves
-    /// `latest` anew, and records produced between two rebalances would be
-    /// skipped by the second owner.
-    fn pin_start(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
-        let timeout = Duration::from_secs(10);
-        let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
-            Ok(committed) => committed,
-            Err(e) => {
-                warn!(task_id = %self.task_id, error = %e, "Reading committed offsets of new partitions failed; they start at the broker's latest offset.");
-                return;
-            }
-        };
-        let mut pinned = TopicPartitionList::new();
-        for element in committed.elements() {
-            if matches!(element.offset(), Offset::Offset(_)) {
-                continue;
-            }
-            match consumer.fetch_watermarks(element.topic(), element.partition(), timeout) {
-                Ok((_, high)) => {
-                    let _ = pinned.add_partition_offset(
-                        element.topic(),
-                        element.partition(),
-                        Offset::Offset(high),
-                    );
-                }
-                Err(e) => {
-                    warn!(task_id = %self.task_id, topic = element.topic(), partition = element.partition(), error = %e, "Reading the high watermark failed.")
-                }
-            }
-        }
-        if pinned.count() == 0 {
-            return;
-        }
-        if let Err(e) = consumer.commit(&pinned, CommitMode::Sync) {
-            warn!(task_id = %self.task_id, error = %e, "Committing the start offsets failed.");
-        }
-        for element in pinned.elements() {
-            if let Err(e) = consumer.seek(
-                element.topic(),
-                element.partition(),
-                element.offset(),
-                timeout,
-            ) {
-                debug!(task_id = %self.task_id, topic = element.topic(), partition = element.partition(), error = %e, "Seek to the start offset failed.");
-            }
-        }
-        info!(task_id = %self.task_id, partitions = pinned.count(), "Start offsets of new partitions committed at the high watermark.");
-    }
 }
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -147,7 +97,7 @@ impl ConsumerContext for GroupContext {
                 let partitions = partitions_of(tpl);
                 info!(task_id = %self.task_id, ?partitions, "Partitions assigned.");
                 if self.pin_latest && tpl.count() > 0 {
-                    self.pin_start(consumer, tpl);
+                    crate::kafka::pin_latest_start(consumer, tpl, &self.task_id);
                 }
                 if let Ok(mut events) = self.events.lock() {
                     events.push(GroupEvent::Assigned(partitions));
@@ -229,10 +179,19 @@ struct Runner {
     assigned_once: bool,
     /// Listed topics the broker does not know, found by [`Runner::check_topics`].
     missing_topics: Vec<String>,
+    /// Matcher of a `topics_regex` task, whose subscription is the explicit
+    /// list of matching topics.
+    topic_matcher: Option<TopicMatcher>,
+    /// Topics of the current subscription of a `topics_regex` task, sorted.
+    matched_topics: Vec<String>,
+    /// Failed topic listings in a row, to log the first and then one in 20.
+    topic_listing_failures: u32,
+    topic_check_interval: Duration,
 }
 
-/// How often a runner checks that its listed topics exist.
-const TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// Shortest period of the topic check, so that a small setting does not
+/// turn it into a stream of metadata requests.
+const MIN_TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Outcome of trying to put one chunk.
 enum Flushed {
@@ -341,9 +300,19 @@ pub async fn run(
             .parse()
             .map_err(|_| anyhow::anyhow!("invalid timezone {:?}", sink.timezone))?,
     };
+    let topic_matcher = match &spec.topics_regex {
+        Some(pattern) => Some(TopicMatcher::new(pattern).map_err(|e| {
+            anyhow::anyhow!("invalid topics_regex {pattern:?}: {e}; fix the task's topics_regex")
+        })?),
+        None => None,
+    };
     let store = build_store(&spec)?;
     let consumer = Arc::new(build_consumer(&spec, &kafka, &handles.limits)?);
-    subscribe(&consumer, &spec)?;
+    if topic_matcher.is_none() {
+        // A topics_regex task subscribes at its first topic check.
+        let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+    }
     info!(
         task_id = %spec.task_id,
         generation = spec.generation,
@@ -368,6 +337,11 @@ pub async fn run(
         consecutive_failures: 0,
         assigned_once: false,
         missing_topics: Vec::new(),
+        topic_matcher,
+        matched_topics: Vec::new(),
+        topic_listing_failures: 0,
+        topic_check_interval: Duration::from_millis(kafka.topic_refresh_interval_ms)
+            .max(MIN_TOPIC_CHECK_INTERVAL),
     };
     // The task counts as running once the first assignment has been applied,
     // so that a client that waits for RUNNING and then produces finds the
@@ -376,27 +350,6 @@ pub async fn run(
     let result = runner.run_loop().await;
     runner.shutdown().await;
     result
-}
-
-fn subscribe(consumer: &StreamConsumer<GroupContext>, spec: &TaskSpec) -> Result<(), KafkaError> {
-    match &spec.topics_regex {
-        Some(regex) => {
-            // librdkafka treats a subscription that starts with `^` as a regex.
-            // NOTE: the pattern runs in librdkafka's own regex engine, while the
-            // server validates it with Rust's linear-time `regex` crate. The two
-            // dialects differ at the edges.
-            let pattern = if regex.starts_with('^') {
-                regex.clone()
-            } else {
-                format!("^{regex}")
-            };
-            consumer.subscribe(&[pattern.as_str()])
-        }
-        None => {
-            let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
-            consumer.subscribe(&topics)
-        }
-    }
 }
 
 impl Runner {
@@ -433,9 +386,13 @@ impl Runner {
             if self.stopping() {
                 return Ok(());
             }
-            if last_topic_check.is_none_or(|t| t.elapsed() >= TOPIC_CHECK_INTERVAL) {
+            if last_topic_check.is_none_or(|t| t.elapsed() >= self.topic_check_interval) {
                 last_topic_check = Some(Instant::now());
-                self.check_topics().await;
+                if self.topic_matcher.is_some() {
+                    self.refresh_matched_topics().await;
+                } else {
+                    self.check_topics().await;
+                }
             }
             self.check_freeze();
             if let Some(wait) = self.backpressure_wait() {
@@ -759,10 +716,85 @@ impl Runner {
         }
     }
 
+    /// Lists the topics of the cluster, matches them against the task's
+    /// `topics_regex` and subscribes to the matching ones when they changed.
+    ///
+    /// A failed listing keeps the current subscription. Without a matching
+    /// topic the task has nothing to read, and it counts as running.
+    async fn refresh_matched_topics(&mut self) {
+        let Some(matcher) = self.topic_matcher.clone() else {
+            return;
+        };
+        let consumer = Arc::clone(&self.consumer);
+        let listed = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|metadata| {
+                    let names = metadata
+                        .topics()
+                        .iter()
+                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                        .map(|t| t.name());
+                    matcher.select(names)
+                })
+        })
+        .await;
+        let matched = match listed {
+            Ok(Ok(matched)) => matched,
+            Ok(Err(e)) => {
+                self.record_listing_failure(&e.to_string());
+                return;
+            }
+            Err(e) => {
+                self.record_listing_failure(&e.to_string());
+                return;
+            }
+        };
+        if self.topic_listing_failures > 0 {
+            info!(task_id = %self.task_id(), failures = self.topic_listing_failures, "Listing topics works again.");
+            self.topic_listing_failures = 0;
+        }
+        let change = SubscriptionChange::between(&self.matched_topics, &matched);
+        if change.is_empty() {
+            if matched.is_empty() && !self.assigned_once && self.consecutive_failures == 0 {
+                self.set_state("running", None);
+            }
+            return;
+        }
+        info!(
+            task_id = %self.task_id(),
+            added = ?change.added,
+            removed = ?change.removed,
+            topics = matched.len(),
+            "Topics matching topics_regex changed; subscribing to the new list."
+        );
+        if matched.is_empty() {
+            self.consumer.unsubscribe();
+            if self.consecutive_failures == 0 {
+                self.set_state("running", None);
+            }
+        } else {
+            let topics: Vec<&str> = matched.iter().map(String::as_str).collect();
+            if let Err(e) = self.consumer.subscribe(&topics) {
+                warn!(task_id = %self.task_id(), error = %e, "Subscribing to the matching topics failed; retrying at the next topic check.");
+                return;
+            }
+        }
+        self.matched_topics = matched;
+    }
+
+    fn record_listing_failure(&mut self, error: &str) {
+        self.topic_listing_failures += 1;
+        let failures = self.topic_listing_failures;
+        if failures == 1 || failures.is_multiple_of(20) {
+            warn!(task_id = %self.task_id(), failures, error, "Listing topics for topics_regex failed; keeping the current subscription.");
+        }
+    }
+
     /// Reports the task as failing while a listed topic does not exist, since
     /// the consumer then waits for it without an error of its own.
     async fn check_topics(&mut self) {
-        if self.spec.topics_regex.is_some() || self.spec.topics.is_empty() {
+        if self.spec.topics.is_empty() {
             return;
         }
         let consumer = Arc::clone(&self.consumer);
