@@ -37,6 +37,9 @@ pub struct ServerSection {
     pub max_body_bytes: usize,
     /// Time a create-connector job waits for its nodes before it fails, in seconds.
     pub job_timeout_s: u64,
+    /// Time a client has to send a request's headers, and then its body, in seconds.
+    /// Late headers close the connection; a late body gets 408.
+    pub read_timeout_s: u64,
 }
 
 impl Default for ServerSection {
@@ -48,6 +51,7 @@ impl Default for ServerSection {
             timezone: "UTC".to_string(),
             max_body_bytes: 1 << 20,
             job_timeout_s: 300,
+            read_timeout_s: 30,
         }
     }
 }

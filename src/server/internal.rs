@@ -1,37 +1,21 @@
 //! Endpoints the nodes call: register, heartbeat, deregister. Authenticated
 //! with the connector's node token, which grants nothing else.
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tracing::info;
 
 use super::SharedState;
 use super::error::{ApiError, ApiResult};
+use super::extract::{self, Path};
 use super::render::node_alive;
 use crate::protocol::{
     HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
 };
 use crate::store::{Connector, Node, Task, now_ms};
-
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route(
-            "/internal/v1/connectors/{connector_id}/nodes",
-            post(node_register),
-        )
-        .route(
-            "/internal/v1/connectors/{connector_id}/nodes/{node_id}/heartbeat",
-            post(node_heartbeat),
-        )
-        .route(
-            "/internal/v1/connectors/{connector_id}/nodes/{node_id}/deregister",
-            post(node_deregister),
-        )
-}
 
 fn unauthorized() -> ApiError {
     ApiError::new(
@@ -63,11 +47,11 @@ fn authorize(state: &SharedState, headers: &HeaderMap, connector_id: &str) -> Ap
     }
 }
 
-async fn node_register(
+pub(super) async fn node_register(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path(connector_id): Path<String>,
-    Json(request): Json<RegisterRequest>,
+    extract::Json(request): extract::Json<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     let connector = authorize(&state, &headers, &connector_id)?;
     let node_id = request
@@ -100,11 +84,11 @@ async fn node_register(
     }))
 }
 
-async fn node_heartbeat(
+pub(super) async fn node_heartbeat(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((connector_id, node_id)): Path<(String, String)>,
-    Json(report): Json<HeartbeatRequest>,
+    extract::Json(report): extract::Json<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let connector = authorize(&state, &headers, &connector_id)?;
     if !state.store.heartbeat(&node_id, &report)? {
@@ -117,7 +101,7 @@ async fn node_heartbeat(
     Ok(Json(assignment(&state, &connector)?))
 }
 
-async fn node_deregister(
+pub(super) async fn node_deregister(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((connector_id, node_id)): Path<(String, String)>,
