@@ -2,14 +2,14 @@
 //!
 //! axum's own extractors reject with plain-text bodies such as
 //! `Invalid URL: ...`. The wrappers here ([`Path`], [`Query`], [`Json`]) keep
-//! axum's parsing and answer with `{"error_code", "error_msg"}` instead, and
+//! axum's parsing but respond with `{"error_code", "error_msg"}`, and
 //! [`json_errors`] rewrites any other plain-text error response the router
 //! produces. [`buffer_body`] reads the body once, bounded in size and time,
 //! before the handlers and the signature check see it.
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -135,6 +135,10 @@ pub async fn buffer_body(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    // A Content-Length over the limit is rejected before any byte is read.
+    if HttpBody::size_hint(&body).lower() > bounds.max_bytes as u64 {
+        return too_large(bounds.max_bytes).into_response();
+    }
     let limited = http_body_util::Limited::new(body, bounds.max_bytes);
     let bytes = match tokio::time::timeout(bounds.timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -170,7 +174,8 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Longest plain-text error body that [`json_errors`] copies into `error_msg`.
+/// Maximum number of characters of a plain-text error body that [`json_errors`]
+/// copies into `error_msg`.
 const MAX_COPIED_TEXT: usize = 512;
 
 /// Rewrites error responses that are not JSON, such as the plain-text

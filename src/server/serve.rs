@@ -1,8 +1,8 @@
 //! The HTTP/1 accept loop.
 //!
 //! `axum::serve` sets no header read timeout, so a client that sends its
-//! request headers a byte at a time (slowloris) holds a connection for as long
-//! as it likes. This loop serves each connection with hyper's HTTP/1 builder,
+//! request headers a byte at a time (slowloris) keeps a connection open for
+//! as long as it likes. This loop serves each connection with hyper's HTTP/1 builder,
 //! which closes a connection whose request line and headers have not all
 //! arrived within the timeout. The same timer closes a keep-alive connection
 //! that stays idle that long.
@@ -78,7 +78,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// Handles a failed `accept`. A reset of one connection is harmless; other
+/// Handles a failed `accept`. A reset of one connection is harmless. Other
 /// errors, such as running out of file descriptors, are logged and followed by
 /// a pause, so that the loop does not spin while they last.
 async fn accept_failed(e: io::Error) {

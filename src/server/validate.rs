@@ -338,7 +338,8 @@ fn topics_regex_rule(regex: &str) -> ApiResult<()> {
 }
 
 /// Returns whether a repetition of variable count (`*`, `+`, `{m,n}` with
-/// `n > m`) sits inside another one.
+/// `n > m`) sits inside another repetition of more than one, such as
+/// `(a+)+` or `(.*a){12}`.
 fn has_nested_repetition(hir: &regex_syntax::hir::Hir, inside_repetition: bool) -> bool {
     use regex_syntax::hir::HirKind;
     match hir.kind() {
@@ -347,7 +348,8 @@ fn has_nested_repetition(hir: &regex_syntax::hir::Hir, inside_repetition: bool) 
             if variable && inside_repetition {
                 return true;
             }
-            has_nested_repetition(&repetition.sub, inside_repetition || variable)
+            let repeats = repetition.max.is_none_or(|max| max > 1);
+            has_nested_repetition(&repetition.sub, inside_repetition || repeats)
         }
         HirKind::Capture(capture) => has_nested_repetition(&capture.sub, inside_repetition),
         HirKind::Concat(parts) | HirKind::Alternation(parts) => parts
@@ -573,6 +575,64 @@ mod tests {
             let err = task_request(&obj(task(sink.clone())), &defaults()).expect_err("invalid");
             assert_eq!(err.code, "DMS.00400062", "{sink}");
         }
+    }
+
+    fn regex_task(regex: &str) -> Map<String, Value> {
+        obj(json!({
+            "task_name": "dump-1",
+            "topics_regex": regex,
+            "sink_type": "OBS_SINK",
+            "sink_task": {"obs_bucket_name": "bucket-1"},
+        }))
+    }
+
+    #[test]
+    fn nested_repetitions_in_topics_regex_are_rejected() {
+        for regex in [
+            "(a+)+$",
+            "(a*)*b",
+            "((ab)*)*",
+            "(a{1,9})+",
+            "(.*a){12}",
+            "(?:x+y?)+",
+        ] {
+            let err = task_request(&regex_task(regex), &defaults()).expect_err(regex);
+            assert_eq!(err.code, "DMS.00400062", "{regex}");
+            assert!(
+                err.message.contains("repetition"),
+                "{regex}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn plain_topics_regexes_are_accepted() {
+        for regex in [
+            "orders-.*",
+            "(a|b)-[0-9]+",
+            "(ab{2})+",
+            "topic-(x|y){3}",
+            "a{2}b*",
+        ] {
+            task_request(&regex_task(regex), &defaults()).expect(regex);
+        }
+    }
+
+    #[test]
+    fn obs_path_must_stay_inside_the_bucket() {
+        for path in ["/etc", "../x", "a/../b", "a/./b", "a\0b", "a\\b", ".."] {
+            let body = obj(task(
+                json!({"obs_bucket_name": "bucket-1", "obs_path": path}),
+            ));
+            let err = task_request(&body, &defaults()).expect_err(path);
+            assert_eq!(err.code, "DMS.00400062", "{path}");
+        }
+        let body = obj(task(
+            json!({"obs_bucket_name": "bucket-1", "obs_path": "a//b/"}),
+        ));
+        let req = task_request(&body, &defaults()).expect("relative path");
+        assert_eq!(req.entity["sink_task"]["obs_path"], "a/b");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! The document is built from the route table in `super::endpoints`, the same
 //! table that builds the axum router, so a route cannot exist without its
-//! description or the other way round; the tests below check both directions
-//! against the real router. Each table row names its method, path, handler
+//! description or the other way round. The tests in `tests.rs` check both
+//! directions against the real router. Each table row names its method, path, handler
 //! and an [`Operation`]: the query parameters, the request body schema, the
 //! success status with its schema, and the error statuses. Path parameters
 //! come from the path template itself.
@@ -14,15 +14,18 @@
 //! that derived types cannot state: `node_cnt` is a number or a numeric
 //! string, `null` and `""` mean absent, and errors must name the field in the
 //! DMS format. The request schemas take their enums, ranges and patterns from
-//! the constants that `validate.rs` checks against, so the two cannot disagree,
-//! and a unit test in [`responses`] renders real objects through `render.rs`
-//! and checks them against the response schemas, so that a new response field
-//! fails the build until it is described.
+//! the constants that `validate.rs` checks against, so the two cannot disagree.
+//! A unit test sends a request to each endpoint through the router and checks
+//! the response against its schema, reporting every undeclared field, so that
+//! a new response field fails the tests until it is described.
 //!
 //! To add an endpoint, add one [`Endpoint`](super::endpoints::Endpoint) row to
 //! `super::endpoints::endpoints()`: its handler, its [`Operation`] and, when
 //! it has new bodies, their schemas in [`requests`] or [`responses`]. The
-//! router, this document and the tests pick the row up from there.
+//! router, this document, the route tests and the schemathesis run
+//! (`tests/integration/test_openapi.py`) pick the row up from there. A sample
+//! request in `tests.rs` (`responses_match_their_schemas`) adds the unit check
+//! of its response; without one, only the schemathesis run checks it.
 
 pub mod requests;
 pub mod responses;
@@ -45,7 +48,7 @@ pub const SIGNATURE_SCHEME: &str = "sdkHmacSha256";
 /// Name of the security scheme of the node endpoints.
 pub const NODE_TOKEN_SCHEME: &str = "nodeToken";
 
-/// What the document says about one operation besides its method and path.
+/// Description of one operation besides its method and path.
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub description: Option<&'static str>,
@@ -75,17 +78,17 @@ pub enum Success {
 }
 
 impl Operation {
-    /// Builds an operation that answers 200 with a JSON body of `schema`.
+    /// Builds an operation that responds 200 with a JSON body of `schema`.
     pub fn json(schema: Value) -> Self {
         Self::new(Success::Json(200, schema))
     }
 
-    /// Builds an operation that answers 204 with an empty body.
+    /// Builds an operation that responds 204 with an empty body.
     pub fn no_content() -> Self {
         Self::new(Success::NoContent)
     }
 
-    /// Builds an operation that answers 200 with a text body of `media_type`.
+    /// Builds an operation that responds 200 with a text body of `media_type`.
     pub fn text(media_type: &'static str) -> Self {
         Self::new(Success::Text(media_type))
     }
@@ -332,8 +335,8 @@ fn path_parameter_doc(name: &str) -> Option<(Value, &'static str)> {
             "Background task ID, 32 hex digits.",
         ),
         "connector_id" => (
-            json!({ "type": "string", "format": "uuid" }),
-            "Connector ID, as CreateConnector returned it.",
+            json!({ "type": "string", "minLength": 1 }),
+            "Connector ID, as CreateConnector returned it. An unknown one gets 410, which tells a node to exit.",
         ),
         "node_id" => (
             json!({ "type": "string", "minLength": 1 }),
