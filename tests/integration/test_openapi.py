@@ -47,8 +47,13 @@ CHECKS = [
     "negative_data_rejection",
     "unsupported_method",
     "allow_header_conformance",
-    "ignored_auth",
 ]
+# Not run: ignored_auth, because the hooks replace the credentials that
+# schemathesis generates with real ones, so it would see its invalid ones
+# accepted (test_api.py tests unsigned, tampered and stale requests);
+# positive_data_acceptance, because the DMS API responds 400 to valid
+# requests that conflict with the state, such as a duplicate task name, a
+# busy instance or a full task quota.
 
 # Examples per operation in the fuzzing phase; the coverage phase adds its
 # boundary cases. With 25 operations a run sends a few thousand requests.
