@@ -526,7 +526,7 @@ fn parse_job_time(name: &str, value: Option<&String>) -> ApiResult<Option<i64>> 
             "Invalid query parameter {name}: {value:?}; use YYYYMMDDHHmmss."
         ))
     };
-    // chrono alone accepts fields of fewer digits, such as a 3-digit year.
+    // chrono alone also accepts a last field of one digit: 2024010100000.
     if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
