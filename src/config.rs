@@ -45,6 +45,9 @@ pub struct ServerSection {
     /// SDK-HMAC-SHA256 signature. `none`: no authentication, for local
     /// development only; the project of a request is the one in its path.
     pub auth: AuthMode,
+    /// Time a client has to send a request's headers, and then its body, in seconds.
+    /// Late headers close the connection; a late body gets 408.
+    pub read_timeout_s: u64,
 }
 
 /// How the HTTP API authenticates requests.
@@ -67,6 +70,7 @@ impl Default for ServerSection {
             job_timeout_s: 300,
             master_key_file: None,
             auth: AuthMode::Signature,
+            read_timeout_s: 30,
         }
     }
 }

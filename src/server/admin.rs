@@ -1,9 +1,8 @@
 //! Admin endpoints outside the DMS namespace, signed like `/v2` requests.
 //! Resources they create belong to the signing key's project.
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::extract::State;
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tracing::info;
@@ -11,21 +10,12 @@ use tracing::info;
 use super::SharedState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::Path;
 use super::validate::{opt_int, opt_str, parse_object};
 use crate::config::InstanceSecurity;
 use crate::store::{Instance, now_ms};
 
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .merge(super::keys::router())
-        .route("/admin/v1/instances", post(instance_add))
-        .route(
-            "/admin/v1/instances/{instance_id}/connector/node-token",
-            get(node_token),
-        )
-}
-
-async fn instance_add(
+pub(super) async fn instance_add(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
@@ -115,7 +105,7 @@ async fn instance_add(
     Ok(Json(json!({ "instance_id": id })))
 }
 
-async fn node_token(
+pub(super) async fn node_token(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(instance_id): Path<String>,

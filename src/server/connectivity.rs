@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -21,19 +20,13 @@ use tracing::info;
 use super::SharedState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::Path;
 use super::source_task::{SourceContext, source_task};
 use super::validate::{opt_str, parse_object};
 use crate::config::InstanceSecurity;
 
 /// Time the probe waits for the peer's metadata.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub fn router() -> Router<SharedState> {
-    Router::new().route(
-        "/v2/{project_id}/instances/{instance_id}/connector/validate",
-        post(validate_connectivity),
-    )
-}
 
 /// Why a peer could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +159,7 @@ pub fn probe(
     }
 }
 
-async fn validate_connectivity(
+pub(super) async fn validate_connectivity(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,

@@ -1,38 +1,22 @@
 //! Endpoints the nodes call: register, heartbeat, deregister. Authenticated
 //! with the connector's node token, which grants nothing else.
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tracing::info;
 
 use super::SharedState;
 use super::error::{ApiError, ApiResult};
+use super::extract::{self, Path};
 use super::render::{PENDING_STATUS_FIELD, node_alive};
 use super::replication::replication_spec;
 use crate::protocol::{
     HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
 };
 use crate::store::{Connector, Node, Task, now_ms};
-
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route(
-            "/internal/v1/connectors/{connector_id}/nodes",
-            post(node_register),
-        )
-        .route(
-            "/internal/v1/connectors/{connector_id}/nodes/{node_id}/heartbeat",
-            post(node_heartbeat),
-        )
-        .route(
-            "/internal/v1/connectors/{connector_id}/nodes/{node_id}/deregister",
-            post(node_deregister),
-        )
-}
 
 fn unauthorized() -> ApiError {
     ApiError::new(
@@ -64,11 +48,11 @@ fn authorize(state: &SharedState, headers: &HeaderMap, connector_id: &str) -> Ap
     }
 }
 
-async fn node_register(
+pub(super) async fn node_register(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path(connector_id): Path<String>,
-    Json(request): Json<RegisterRequest>,
+    extract::Json(request): extract::Json<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     let connector = authorize(&state, &headers, &connector_id)?;
     let node_id = request
@@ -101,11 +85,11 @@ async fn node_register(
     }))
 }
 
-async fn node_heartbeat(
+pub(super) async fn node_heartbeat(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((connector_id, node_id)): Path<(String, String)>,
-    Json(report): Json<HeartbeatRequest>,
+    extract::Json(report): extract::Json<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let connector = authorize(&state, &headers, &connector_id)?;
     if !state.store.heartbeat(&node_id, &report)? {
@@ -160,7 +144,7 @@ fn settle_pending_statuses(
     Ok(())
 }
 
-async fn node_deregister(
+pub(super) async fn node_deregister(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((connector_id, node_id)): Path<(String, String)>,

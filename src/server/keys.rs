@@ -1,10 +1,9 @@
 //! Key management endpoints under `/admin/v1/keys`, for admin keys only.
 //! A secret key is returned once, by the request that creates it.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,14 +12,12 @@ use tracing::info;
 use super::SharedState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::{Path, Query};
 use super::validate::{opt_bool, opt_str, parse_object};
 use crate::store::RevokeError;
 
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route("/admin/v1/keys", get(key_list).post(key_create))
-        .route("/admin/v1/keys/{access_key}", delete(key_revoke))
-}
+/// Pattern of a project id, for the OpenAPI description.
+pub const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
 /// Checks a project id: 1 to 64 letters, digits, `-` or `_`, because it is a
 /// path segment of every DMS request.
@@ -44,7 +41,7 @@ pub fn project_id_rule(project_id: &str) -> ApiResult<()> {
     }
 }
 
-async fn key_create(
+pub(super) async fn key_create(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
@@ -91,11 +88,11 @@ async fn key_create(
 }
 
 #[derive(Debug, Deserialize)]
-struct KeyListQuery {
+pub(super) struct KeyListQuery {
     project_id: Option<String>,
 }
 
-async fn key_list(
+pub(super) async fn key_list(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Query(query): Query<KeyListQuery>,
@@ -109,7 +106,7 @@ async fn key_list(
     Ok(Json(json!({ "total": keys.len(), "keys": keys })))
 }
 
-async fn key_revoke(
+pub(super) async fn key_revoke(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(access_key): Path<String>,

@@ -3,26 +3,23 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 
 use super::SharedState;
 use super::render::node_alive;
 use crate::store::now_ms;
 
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
+/// Serves `/healthz`.
+pub async fn health() -> &'static str {
+    "ok"
 }
 
 /// Counters per task, summed over the live nodes. A node that restarts
 /// starts its counters from zero, so a sum can go down; rate() copes with
 /// such resets.
-async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     let mut out = String::new();
     let now = now_ms();
     let mut per_task: BTreeMap<String, [u64; 8]> = BTreeMap::new();

@@ -3,14 +3,18 @@
 mod admin;
 mod auth;
 mod connectivity;
+mod endpoints;
 mod error;
+mod extract;
 mod internal;
 mod jobs;
 mod keys;
 mod metrics;
+mod openapi;
 mod render;
 mod replication;
 mod routes;
+mod serve;
 mod source_task;
 mod supervisor;
 mod validate;
@@ -18,6 +22,7 @@ mod validate;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -65,24 +70,47 @@ pub struct ServerArgs {
 /// Largest body a node may send, in bytes.
 const NODE_BODY_LIMIT: usize = 16 << 20;
 
-/// Builds the router of every endpoint.
+/// Returns the time a client has to send a request's headers, and then its body.
+fn read_timeout(config: &Config) -> Duration {
+    Duration::from_secs(config.server.read_timeout_s.max(1))
+}
+
+/// Builds the router of every endpoint, from the route table in [`endpoints`].
 pub fn app(state: SharedState) -> Router {
-    // The signature check reads API bodies up to `server.max_body_bytes`
-    // itself; node heartbeats carry one report per task and get their own bound.
-    let max_body = state.config.server.max_body_bytes;
-    Router::new()
-        .merge(routes::router())
-        .merge(connectivity::router())
-        .merge(admin::router())
-        .layer(DefaultBodyLimit::max(max_body))
+    // API bodies are bounded by `server.max_body_bytes`; node heartbeats
+    // carry one report per task and get their own bound.
+    let timeout = read_timeout(&state.config);
+    let api_body = extract::BodyBounds {
+        max_bytes: state.config.server.max_body_bytes,
+        timeout,
+    };
+    let node_body = extract::BodyBounds {
+        max_bytes: NODE_BODY_LIMIT,
+        timeout,
+    };
+    let signed = endpoints::router(endpoints::Auth::Signature)
+        .layer(DefaultBodyLimit::max(api_body.max_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_signature,
         ))
-        .merge(internal::router().layer(DefaultBodyLimit::max(NODE_BODY_LIMIT)))
-        .merge(metrics::router())
+        .layer(middleware::from_fn_with_state(
+            api_body,
+            extract::buffer_body,
+        ));
+    let nodes = endpoints::router(endpoints::Auth::NodeToken)
+        .layer(DefaultBodyLimit::max(node_body.max_bytes))
+        .layer(middleware::from_fn_with_state(
+            node_body,
+            extract::buffer_body,
+        ));
+    Router::new()
+        .merge(signed)
+        .merge(nodes)
+        .merge(endpoints::router(endpoints::Auth::None))
         .fallback(routes::unknown_path)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn(extract::json_errors))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -172,9 +200,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let supervisor = supervisor::Supervisor::start(Arc::clone(&state));
     jobs::start(Arc::clone(&state));
     jobs::start_group_cleanup(Arc::clone(&state));
-    axum::serve(listener, app(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve::serve(
+        listener,
+        app(Arc::clone(&state)),
+        read_timeout(&state.config),
+        shutdown_signal(),
+    )
+    .await?;
     info!("Server stopping; stopping child nodes.");
     supervisor.shutdown().await;
     info!("Server stopped.");

@@ -2,69 +2,21 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tracing::info;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::{Path, Query};
 use super::source_task::SourceContext;
 use super::{SharedState, jobs, random_token, render, validate};
 use crate::sink::obs::runner::group_id;
 use crate::store::{Conflict, Connector, Instance, Job, Task, now_ms};
-
-pub fn router() -> Router<SharedState> {
-    const INSTANCE: &str = "/v2/{project_id}/instances/{instance_id}";
-    Router::new()
-        .route("/v2/{project_id}/instances", get(instance_list))
-        .route(INSTANCE, get(instance_show))
-        .route(
-            &format!("{INSTANCE}/connector"),
-            post(connector_create).get(connector_resources),
-        )
-        .route(
-            "/v2/{project_id}/kafka/instances/{instance_id}/delete-connector",
-            post(connector_delete),
-        )
-        .route(
-            &format!("{INSTANCE}/connector/tasks"),
-            post(task_create).get(task_list),
-        )
-        .route(
-            &format!("{INSTANCE}/connector/tasks/{{task_id}}"),
-            get(task_show).put(task_modify).delete(task_delete),
-        )
-        .route(
-            &format!("{INSTANCE}/connector/tasks/{{task_id}}/pause"),
-            put(task_pause),
-        )
-        .route(
-            &format!("{INSTANCE}/connector/tasks/{{task_id}}/resume"),
-            put(task_resume),
-        )
-        .route(
-            &format!("{INSTANCE}/connector/tasks/{{task_id}}/restart"),
-            put(task_restart),
-        )
-        .route(
-            "/v2/{project_id}/kafka/instances/{instance_id}/connector/tasks/{task_id}/restart",
-            put(task_restart),
-        )
-        .route(&format!("{INSTANCE}/tasks"), get(job_list))
-        .route(
-            &format!("{INSTANCE}/tasks/{{job_id}}"),
-            get(job_show).delete(job_delete),
-        )
-        .route(
-            &format!("{INSTANCE}/tasks/{{job_id}}/progress"),
-            get(job_progress),
-        )
-}
 
 pub async fn unknown_path() -> ApiError {
     ApiError::new(
@@ -154,7 +106,7 @@ fn page<T: Clone>(items: &[T], offset: usize, limit: usize) -> Vec<T> {
 
 // Instances
 
-async fn instance_list(
+pub(super) async fn instance_list(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(project_id): Path<String>,
@@ -211,7 +163,7 @@ async fn instance_list(
     ))
 }
 
-async fn instance_show(
+pub(super) async fn instance_show(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -228,7 +180,7 @@ async fn instance_show(
 
 // Connector
 
-async fn connector_resources(
+pub(super) async fn connector_resources(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -237,7 +189,7 @@ async fn connector_resources(
     Ok(Json(json!({ "soldOut": false })))
 }
 
-async fn connector_create(
+pub(super) async fn connector_create(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -297,7 +249,7 @@ async fn connector_create(
     ))
 }
 
-async fn connector_delete(
+pub(super) async fn connector_delete(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -343,7 +295,7 @@ fn ready_connector(state: &SharedState, instance: &Instance) -> ApiResult<Connec
     Ok(connector)
 }
 
-async fn task_create(
+pub(super) async fn task_create(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -403,7 +355,7 @@ async fn task_create(
     Ok(Json(render::task(&state, &task, &nodes)))
 }
 
-async fn task_list(
+pub(super) async fn task_list(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -429,7 +381,7 @@ async fn task_list(
     })))
 }
 
-async fn task_show(
+pub(super) async fn task_show(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id, task_id)): Path<(String, String, String)>,
@@ -453,7 +405,7 @@ const KEPT_SINK_FIELDS: [&str; 6] = [
     "agency_name",
 ];
 
-async fn task_modify(
+pub(super) async fn task_modify(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id, task_id)): Path<(String, String, String)>,
@@ -511,7 +463,7 @@ async fn task_modify(
     Ok(Json(render::task(&state, &task, &nodes)))
 }
 
-async fn task_delete(
+pub(super) async fn task_delete(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id, task_id)): Path<(String, String, String)>,
@@ -552,7 +504,7 @@ fn change_task(
     Ok(no_content())
 }
 
-async fn task_pause(
+pub(super) async fn task_pause(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(ids): Path<(String, String, String)>,
@@ -563,7 +515,7 @@ async fn task_pause(
     })
 }
 
-async fn task_resume(
+pub(super) async fn task_resume(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(ids): Path<(String, String, String)>,
@@ -579,7 +531,7 @@ async fn task_resume(
 
 /// Starts a waiting task, or restarts a task from scratch: a new consumer
 /// group, so partitions start again at the task's `consumer_strategy`.
-async fn task_restart(
+pub(super) async fn task_restart(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(ids): Path<(String, String, String)>,
@@ -628,16 +580,21 @@ fn parse_job_time(name: &str, value: Option<&String>) -> ApiResult<Option<i64>> 
     let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
+    let invalid = || {
+        ApiError::invalid(format!(
+            "Invalid query parameter {name}: {value:?}; use YYYYMMDDHHmmss."
+        ))
+    };
+    // chrono alone also accepts a last field of one digit: 2024010100000.
+    if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
     chrono::NaiveDateTime::parse_from_str(value, "%Y%m%d%H%M%S")
         .map(|t| Some(t.and_utc().timestamp_millis()))
-        .map_err(|_| {
-            ApiError::invalid(format!(
-                "Invalid query parameter {name}: {value:?}; use YYYYMMDDHHmmss."
-            ))
-        })
+        .map_err(|_| invalid())
 }
 
-async fn job_list(
+pub(super) async fn job_list(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -672,7 +629,7 @@ fn load_job(
         .ok_or_else(|| ApiError::no_job(job_id))
 }
 
-async fn job_show(
+pub(super) async fn job_show(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id, job_id)): Path<(String, String, String)>,
@@ -683,7 +640,7 @@ async fn job_show(
     ))
 }
 
-async fn job_progress(
+pub(super) async fn job_progress(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id, job_id)): Path<(String, String, String)>,
@@ -692,7 +649,7 @@ async fn job_progress(
     Ok(Json(render::job_progress(&job)))
 }
 
-async fn job_delete(
+pub(super) async fn job_delete(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path((project_id, instance_id, job_id)): Path<(String, String, String)>,

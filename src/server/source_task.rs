@@ -13,6 +13,8 @@ pub const DIRECTIONS: [&str; 3] = ["pull", "push", "two-way"];
 pub const COMPRESSION_TYPES: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 pub const SECURITY_PROTOCOLS: [&str; 3] = ["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"];
 pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"];
+/// Pattern of a cluster alias, for the OpenAPI description.
+pub const CLUSTER_ALIAS_PATTERN: &str = "^[A-Za-z0-9_-]{1,20}$";
 /// Maximum `task_num`, the consumers per direction.
 pub const MAX_TASK_NUM: i64 = 32;
 

@@ -1,5 +1,8 @@
 //! Validation of request bodies, with errors that name the field and the rule.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
@@ -98,8 +101,44 @@ pub struct ConnectorRequest {
     pub spec_code: Option<String>,
 }
 
+/// Range of `node_cnt`: the API documents a minimum of 2, and `connector_node_num`
+/// of ShowInstance is documented as 0 to 16.
 pub const MIN_NODES: i64 = 2;
 pub const MAX_NODES: i64 = 16;
+
+/// Values of `source_type`. Only `NONE` works: replicator tasks are rejected as unsupported.
+pub const SOURCE_TYPES: [&str; 2] = ["NONE", "KAFKA_REPLICATOR_SOURCE"];
+/// Values of `sink_type`.
+pub const SINK_TYPES: [&str; 2] = ["NONE", "OBS_SINK"];
+pub const CONSUMER_STRATEGIES: [&str; 2] = ["latest", "earliest"];
+pub const DESTINATION_FILE_TYPES: [&str; 1] = ["TEXT"];
+/// Time directory formats, the ones `PartitionFormat::parse` accepts.
+pub const PARTITION_FORMATS: [&str; 5] = [
+    "yyyy",
+    "yyyy/MM",
+    "yyyy/MM/dd",
+    "yyyy/MM/dd/HH",
+    "yyyy/MM/dd/HH/mm",
+];
+/// Record delimiters, the ones `record_delimiter_bytes` accepts: a newline is
+/// accepted both as a real newline and as the two characters `\n`.
+pub const RECORD_DELIMITERS: [&str; 6] = ["\n", "\\n", ",", ";", "|", "NULL"];
+/// Range of `deliver_time_interval`, in seconds.
+pub const DELIVER_TIME_INTERVAL_S: (i64, i64) = (30, 900);
+/// Range of the `flush_size` extension, in records.
+pub const FLUSH_SIZE: (i64, i64) = (1, 1_000_000);
+/// Range of `obs_part_size`, in bytes.
+pub const OBS_PART_SIZE: (i64, i64) = (1024, 5_368_709_120);
+/// Rule of `task_name`, the console's: 4 to 64 characters from letters, digits, '_' and '-'.
+pub const TASK_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{4,64}$";
+/// Rule of `obs_bucket_name`, the S3 one; names with ".." are also rejected.
+pub const BUCKET_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$";
+/// Maximum length of `topics_regex`, in bytes.
+pub const MAX_TOPICS_REGEX_LEN: usize = 255;
+/// Maximum length of `obs_path`, in bytes.
+pub const MAX_OBS_PATH_LEN: usize = 256;
+/// Maximum length of `kv_delimiter`, in bytes.
+pub const MAX_KV_DELIMITER_LEN: usize = 8;
 
 pub fn connector_request(obj: &Map<String, Value>) -> ApiResult<ConnectorRequest> {
     // The API documents node_cnt as a string, so text that is not a number is
@@ -145,10 +184,10 @@ pub struct TaskRequest {
 const MAX_TOPICS: usize = 20;
 
 fn task_name(name: &str) -> ApiResult<()> {
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !(4..=64).contains(&name.len()) || !valid_chars {
+    static RULE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(TASK_NAME_PATTERN).expect("TASK_NAME_PATTERN is a valid regex")
+    });
+    if !RULE.is_match(name) {
         return Err(ApiError::invalid(format!(
             "Invalid task_name {name:?}: use 4 to 64 characters from letters, digits, '_' and '-'."
         )));
@@ -219,13 +258,9 @@ pub fn task_request(
         }
     }
     let source_type = opt_str(obj, "source_type", "")?.unwrap_or("NONE");
-    check_enum(
-        "source_type",
-        source_type,
-        &["NONE", "KAFKA_REPLICATOR_SOURCE"],
-    )?;
+    check_enum("source_type", source_type, &SOURCE_TYPES)?;
     let sink_type = opt_str(obj, "sink_type", "")?.unwrap_or("NONE");
-    check_enum("sink_type", sink_type, &["NONE", "OBS_SINK"])?;
+    check_enum("sink_type", sink_type, &SINK_TYPES)?;
     match (source_type, sink_type) {
         ("NONE", "OBS_SINK") => {}
         ("KAFKA_REPLICATOR_SOURCE", "NONE") => {
@@ -284,13 +319,18 @@ pub fn task_request(
 }
 
 /// Checks a topic regex: it must compile the way nodes compile it (anchored
-/// at the start of the topic name), stay small, and not be `.*`, which would
-/// also match Kafka's internal topics.
+/// at the start of the topic name), stay small, not be `.*`, which would
+/// also match Kafka's internal topics, and not nest repetitions.
+///
+/// Nodes match with the linear-time `regex` crate, so no pattern can hang
+/// them. A nested repetition such as `(a+)+$` is still rejected, because a
+/// Kafka client given the same pattern (librdkafka's backtracking engine)
+/// takes time exponential in the length of a topic name.
 fn topics_regex_rule(regex: &str) -> ApiResult<()> {
-    if regex.len() > 255 {
-        return Err(ApiError::invalid(
-            "Invalid topics_regex: at most 255 characters.",
-        ));
+    if regex.len() > MAX_TOPICS_REGEX_LEN {
+        return Err(ApiError::invalid(format!(
+            "Invalid topics_regex: at most {MAX_TOPICS_REGEX_LEN} characters."
+        )));
     }
     if regex == ".*" || regex == "^.*" || regex == "^.*$" {
         return Err(ApiError::invalid(
@@ -299,9 +339,44 @@ fn topics_regex_rule(regex: &str) -> ApiResult<()> {
     }
     crate::sink::obs::topics::TopicMatcher::new(regex)
         .map_err(|e| ApiError::invalid(format!("Invalid topics_regex {regex:?}: {e}")))?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .nest_limit(64)
+        .build()
+        .parse(regex)
+        .map_err(|e| ApiError::invalid(format!("Invalid topics_regex {regex:?}: {e}")))?;
+    if has_nested_repetition(&hir, false) {
+        return Err(ApiError::invalid(format!(
+            "Invalid topics_regex {regex:?}: a repetition contains another repetition, such as (a+)+, which backtracking regex engines take exponential time to match; repeat each part once, such as a+."
+        )));
+    }
     Ok(())
 }
 
+/// Returns whether a repetition of variable count (`*`, `+`, `{m,n}` with
+/// `n > m`) sits inside another repetition of more than one, such as
+/// `(a+)+` or `(.*a){12}`.
+fn has_nested_repetition(hir: &regex_syntax::hir::Hir, inside_repetition: bool) -> bool {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Repetition(repetition) => {
+            let variable = repetition.max != Some(repetition.min);
+            if variable && inside_repetition {
+                return true;
+            }
+            let repeats = repetition.max.is_none_or(|max| max > 1);
+            has_nested_repetition(&repetition.sub, inside_repetition || repeats)
+        }
+        HirKind::Capture(capture) => has_nested_repetition(&capture.sub, inside_repetition),
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => parts
+            .iter()
+            .any(|part| has_nested_repetition(part, inside_repetition)),
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => false,
+    }
+}
+
+/// Checks `obs_path`, a key prefix inside the bucket. With the local backend
+/// the key becomes a file path, so the rule keeps it relative and inside the
+/// bucket: no leading '/', no '.' or '..' segment, no NUL or backslash.
 fn obs_path_rule(path: &str) -> ApiResult<String> {
     let valid_chars = path
         .chars()
@@ -309,26 +384,21 @@ fn obs_path_rule(path: &str) -> ApiResult<String> {
     let traversal = path
         .split('/')
         .any(|segment| segment == "." || segment == "..");
-    if path.len() > 256 || !valid_chars || traversal {
+    if path.len() > MAX_OBS_PATH_LEN || !valid_chars || traversal || path.starts_with('/') {
         return Err(ApiError::invalid(format!(
-            "Invalid sink_task.obs_path {path:?}: use at most 256 characters from letters, digits, '_', '-', '.' and '/', without '.' or '..' segments."
+            "Invalid sink_task.obs_path {path:?}: use a relative path of at most {MAX_OBS_PATH_LEN} characters from letters, digits, '_', '-', '.' and '/', not starting with '/' and without '.' or '..' segments."
         )));
     }
     Ok(crate::sink::obs::naming::join_key(&[path]))
 }
 
 fn bucket_rule(bucket: &str) -> ApiResult<()> {
-    let valid_chars = bucket
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    let edges_ok = bucket
-        .chars()
-        .next()
-        .zip(bucket.chars().last())
-        .is_some_and(|(a, b)| a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric());
-    if !(3..=63).contains(&bucket.len()) || !valid_chars || !edges_ok || bucket.contains("..") {
+    static RULE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(BUCKET_NAME_PATTERN).expect("BUCKET_NAME_PATTERN is a valid regex")
+    });
+    if !RULE.is_match(bucket) || bucket.contains("..") {
         return Err(ApiError::invalid(format!(
-            "Invalid sink_task.obs_bucket_name {bucket:?}: use 3 to 63 characters from lowercase letters, digits, '-' and '.', starting and ending with a letter or digit."
+            "Invalid sink_task.obs_bucket_name {bucket:?}: use 3 to 63 characters from lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, without \"..\"."
         )));
     }
     Ok(())
@@ -344,12 +414,17 @@ fn sink_task(
     check_enum(
         "sink_task.consumer_strategy",
         strategy,
-        &["latest", "earliest"],
+        &CONSUMER_STRATEGIES,
     )?;
     let file_type = opt_str(sink, "destination_file_type", P)?.unwrap_or("TEXT");
-    check_enum("sink_task.destination_file_type", file_type, &["TEXT"])?;
+    check_enum(
+        "sink_task.destination_file_type",
+        file_type,
+        &DESTINATION_FILE_TYPES,
+    )?;
     let interval = opt_int(sink, "deliver_time_interval", P)?.unwrap_or(300);
-    check_range("sink_task.deliver_time_interval", interval, 30, 900)?;
+    let (min, max) = DELIVER_TIME_INTERVAL_S;
+    check_range("sink_task.deliver_time_interval", interval, min, max)?;
     let bucket = opt_str(sink, "obs_bucket_name", P)?.ok_or_else(|| {
         ApiError::invalid("Missing sink_task.obs_bucket_name: name the destination bucket.")
     })?;
@@ -357,37 +432,33 @@ fn sink_task(
     let path = obs_path_rule(opt_str(sink, "obs_path", P)?.unwrap_or(""))?;
     let format = opt_str(sink, "partition_format", P)?.unwrap_or("yyyy/MM/dd/HH");
     if PartitionFormat::parse(format).is_none() {
-        check_enum(
-            "sink_task.partition_format",
-            format,
-            &[
-                "yyyy",
-                "yyyy/MM",
-                "yyyy/MM/dd",
-                "yyyy/MM/dd/HH",
-                "yyyy/MM/dd/HH/mm",
-            ],
-        )?;
+        check_enum("sink_task.partition_format", format, &PARTITION_FORMATS)?;
     }
     let delimiter = opt_str(sink, "record_delimiter", P)?.unwrap_or("\n");
     if record_delimiter_bytes(delimiter).is_none() {
         check_enum(
             "sink_task.record_delimiter",
             delimiter,
-            &[",", ";", "|", "\\n", "NULL"],
+            &RECORD_DELIMITERS[1..],
         )?;
     }
     let store_keys = opt_bool(sink, "store_keys", P)?.unwrap_or(false);
     let kv_delimiter = opt_str(sink, "kv_delimiter", P)?.unwrap_or(":");
-    if kv_delimiter.is_empty() || kv_delimiter.len() > 8 {
-        return Err(ApiError::invalid(
-            "Invalid sink_task.kv_delimiter: use 1 to 8 characters.",
-        ));
+    if kv_delimiter.is_empty() || kv_delimiter.len() > MAX_KV_DELIMITER_LEN {
+        return Err(ApiError::invalid(format!(
+            "Invalid sink_task.kv_delimiter: use 1 to {MAX_KV_DELIMITER_LEN} characters."
+        )));
     }
     let flush_size = opt_int(sink, "flush_size", P)?.unwrap_or(1_000_000);
-    check_range("sink_task.flush_size", flush_size, 1, 1_000_000)?;
+    check_range(
+        "sink_task.flush_size",
+        flush_size,
+        FLUSH_SIZE.0,
+        FLUSH_SIZE.1,
+    )?;
     let part_size = opt_int(sink, "obs_part_size", P)?.unwrap_or(5_242_880);
-    check_range("sink_task.obs_part_size", part_size, 1024, 5_368_709_120)?;
+    let (min, max) = OBS_PART_SIZE;
+    check_range("sink_task.obs_part_size", part_size, min, max)?;
     let timezone = opt_str(sink, "timezone", P)?.unwrap_or(defaults.timezone);
     if timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(ApiError::invalid(format!(
@@ -541,6 +612,64 @@ mod tests {
             let err = task_request(&obj(task(sink.clone())), &defaults()).expect_err("invalid");
             assert_eq!(err.code, "DMS.00400062", "{sink}");
         }
+    }
+
+    fn regex_task(regex: &str) -> Map<String, Value> {
+        obj(json!({
+            "task_name": "dump-1",
+            "topics_regex": regex,
+            "sink_type": "OBS_SINK",
+            "sink_task": {"obs_bucket_name": "bucket-1"},
+        }))
+    }
+
+    #[test]
+    fn nested_repetitions_in_topics_regex_are_rejected() {
+        for regex in [
+            "(a+)+$",
+            "(a*)*b",
+            "((ab)*)*",
+            "(a{1,9})+",
+            "(.*a){12}",
+            "(?:x+y?)+",
+        ] {
+            let err = task_request(&regex_task(regex), &defaults()).expect_err(regex);
+            assert_eq!(err.code, "DMS.00400062", "{regex}");
+            assert!(
+                err.message.contains("repetition"),
+                "{regex}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn plain_topics_regexes_are_accepted() {
+        for regex in [
+            "orders-.*",
+            "(a|b)-[0-9]+",
+            "(ab{2})+",
+            "topic-(x|y){3}",
+            "a{2}b*",
+        ] {
+            task_request(&regex_task(regex), &defaults()).expect(regex);
+        }
+    }
+
+    #[test]
+    fn obs_path_must_stay_inside_the_bucket() {
+        for path in ["/etc", "../x", "a/../b", "a/./b", "a\0b", "a\\b", ".."] {
+            let body = obj(task(
+                json!({"obs_bucket_name": "bucket-1", "obs_path": path}),
+            ));
+            let err = task_request(&body, &defaults()).expect_err(path);
+            assert_eq!(err.code, "DMS.00400062", "{path}");
+        }
+        let body = obj(task(
+            json!({"obs_bucket_name": "bucket-1", "obs_path": "a//b/"}),
+        ));
+        let req = task_request(&body, &defaults()).expect("relative path");
+        assert_eq!(req.entity["sink_task"]["obs_path"], "a/b");
     }
 
     #[test]
