@@ -115,6 +115,9 @@ pub struct FlowSpec {
     pub topics_mapping: BTreeMap<String, String>,
     /// Consumers of this flow that this node runs.
     pub workers: u32,
+    /// This node translates the flow's consumer offsets (one node per flow).
+    #[serde(default)]
+    pub offset_sync: bool,
 }
 
 /// A Kafka cluster at one end of a flow.

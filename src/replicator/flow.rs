@@ -28,6 +28,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::offsets::SOURCE_OFFSET_HEADER;
 use super::topics::{self, PROVENANCE_HEADER, Provenance};
 use crate::node::limits::NodeLimits;
 use crate::protocol::{ClusterSpec, FlowSpec, ReplicationSpec};
@@ -199,7 +200,7 @@ fn store_offsets<C: ConsumerContext>(
     }
 }
 
-fn cluster_config(cluster: &ClusterSpec, producer: bool) -> rdkafka::ClientConfig {
+pub(super) fn cluster_config(cluster: &ClusterSpec, producer: bool) -> rdkafka::ClientConfig {
     let mut config = crate::kafka::client_config(&cluster.bootstrap_servers);
     for (key, value) in &cluster.kafka {
         // Operator extras are consumer settings; producers take only the
@@ -505,6 +506,8 @@ impl Worker {
             for header in existing.iter() {
                 if header.key == PROVENANCE_HEADER {
                     provenance_value = header.value;
+                } else if self.spec.sync_consumer_offsets && header.key == SOURCE_OFFSET_HEADER {
+                    // Replaced by this copy's own source offset below.
                 } else {
                     headers = headers.insert(Header {
                         key: header.key,
@@ -537,6 +540,13 @@ impl Worker {
             }
             Some(())
         };
+        let offset_text = offset.to_string();
+        if self.spec.sync_consumer_offsets {
+            headers = headers.insert(Header {
+                key: SOURCE_OFFSET_HEADER,
+                value: Some(offset_text.as_str()),
+            });
+        }
         let delivery = match delivery {
             None => None,
             Some(()) => {

@@ -6,6 +6,7 @@
 //! starts from `consumer_strategy` instead of the old target's progress.
 
 pub mod flow;
+pub mod offsets;
 pub mod topics;
 
 use std::sync::Arc;
@@ -44,7 +45,15 @@ pub async fn run(
             workers.push(tokio::spawn(worker.run()));
         }
     }
-    info!(task_id = %spec.task_id, consumers = workers.len(), flows = spec.flows.len(), "Replication task started.");
+    let mut syncs = Vec::new();
+    for flow in spec.flows.iter().filter(|f| f.offset_sync) {
+        syncs.push(tokio::spawn(sync_offsets_loop(
+            spec.clone(),
+            flow.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    info!(task_id = %spec.task_id, consumers = workers.len(), flows = spec.flows.len(), offset_syncs = syncs.len(), "Replication task started.");
     if let Ok(mut report) = handles.report.lock() {
         report.state = if workers.is_empty() {
             "running".to_string()
@@ -78,6 +87,9 @@ pub async fn run(
         }
     }
     let _ = stop_all.send(true);
+    for sync in syncs {
+        let _ = sync.await;
+    }
     for worker in workers {
         match worker.await {
             Ok(Ok(())) => {}
@@ -122,4 +134,32 @@ fn publish(handles: &RunnerHandles, stats: &[Arc<WorkerStats>], idle: bool) {
     }
     .to_string();
     report.error = error;
+}
+
+/// Translates consumer offsets of a flow every refresh interval until `stop`.
+async fn sync_offsets_loop(
+    spec: ReplicationSpec,
+    flow: crate::protocol::FlowSpec,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let regex = spec
+        .topics_regex
+        .as_deref()
+        .and_then(|pattern| topics::compile_regex(pattern).ok());
+    let mut last = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(spec.refresh_interval_ms.max(500)));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(e) = offsets::sync_once(&spec, &flow, regex.as_ref(), &mut last).await {
+                    tracing::warn!(task_id = %spec.task_id, direction = %flow.direction, error = %e, "Translating consumer offsets failed; retrying at the next interval.");
+                }
+            }
+        }
+    }
 }

@@ -125,6 +125,7 @@ mod tests {
                 .map(|(f, t)| (f.to_string(), t.to_string()))
                 .collect(),
             workers: 1,
+            offset_sync: false,
         }
     }
 

@@ -90,6 +90,7 @@ pub fn replication_spec(
         .collect();
     let task_num = source.get("task_num").and_then(Value::as_u64).unwrap_or(2) as u32;
     let workers = worker_share(task_num, live_nodes, node_index);
+    let sync_offsets = flag("sync_consumer_offsets_enabled");
     let flow = |direction: &str, from: &ClusterSpec, to: &ClusterSpec| FlowSpec {
         direction: direction.to_string(),
         rename_prefix: rename.then(|| format!("{}.", from.alias)),
@@ -97,6 +98,7 @@ pub fn replication_spec(
         source: from.clone(),
         target: to.clone(),
         workers,
+        offset_sync: sync_offsets && node_index == 0,
     };
     let flows = match text("direction") {
         "push" => vec![flow("push", &local, &peer)],

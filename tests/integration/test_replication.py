@@ -249,3 +249,77 @@ def test_replication_factor_above_peer_brokers_rejected(repl_server, peer):
     )
     assert response.status_code == 400, response.text
     assert "brokers" in response.json()["error_msg"]
+
+
+def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def consume_as_group(bootstrap: str, group: str, topic: str, partitions: int, count: int | None = None) -> list[bytes]:
+    """Read a topic as `group` from its committed offsets, committing as it
+    goes, until `count` records arrived or the topic is drained."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    committed = group_offsets(bootstrap, group, topic, partitions)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    values = []
+    positions: dict[int, int] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p, committed.get(p, 0)) for p in range(partitions)])
+        idle_since = time.monotonic()
+        while count is None or len(values) < count:
+            messages = consumer.consume(1000, timeout=1)
+            if not messages:
+                if time.monotonic() - idle_since > 5:
+                    break
+                continue
+            idle_since = time.monotonic()
+            for message in messages:
+                if count is not None and len(values) >= count:
+                    break
+                if not message.error():
+                    values.append(message.value())
+                    positions[message.partition()] = message.offset() + 1
+        if positions:
+            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
+    finally:
+        consumer.close()
+    return values
+
+
+def test_offset_sync_for_groups_at_head_and_behind(repl_server, broker, peer):
+    topic = create_topic(peer.bootstrap, f"sync-{uuid.uuid4().hex[:6]}", 2)
+    sent = produce_ids(peer.bootstrap, topic, "o", 1000, 2)
+    at_head = f"app-head-{uuid.uuid4().hex[:6]}"
+    behind = f"app-behind-{uuid.uuid4().hex[:6]}"
+    assert len(consume_as_group(peer.bootstrap, at_head, topic, 2)) == 1000
+    read_behind = consume_as_group(peer.bootstrap, behind, topic, 2, count=100)
+    assert len(read_behind) == 100
+    source_behind = group_offsets(peer.bootstrap, behind, topic, 2)
+
+    start_task(repl_server, replicator_task(topic, bootstrap_servers=peer.bootstrap, sync_consumer_offsets_enabled=True))
+    wait_for_values(broker.bootstrap, topic, set(sent))
+
+    def translated() -> bool:
+        head = group_offsets(broker.bootstrap, at_head, topic, 2)
+        late = group_offsets(broker.bootstrap, behind, topic, 2)
+        return sum(head.values()) == 1000 and len(late) == len(source_behind)
+
+    wait_until(translated, timeout=90, message="translated offsets of both groups on the target")
+    # The target topic holds only copies, in source order, so a faithful
+    # translation equals the source offset.
+    assert group_offsets(broker.bootstrap, behind, topic, 2) == source_behind
+
+    # Consumers that move to the target skip nothing and read nothing twice.
+    assert consume_as_group(broker.bootstrap, at_head, topic, 2) == []
+    rest = consume_as_group(broker.bootstrap, behind, topic, 2)
+    assert sorted(rest + read_behind) == sorted(sent)
+    copied = read_topic(broker.bootstrap, topic)
+    assert all(r.header("weir-source-offset") == str(r.offset).encode() for r in copied)

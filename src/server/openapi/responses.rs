@@ -455,6 +455,7 @@ fn node_replication() -> Value {
             json!({ "type": "object", "additionalProperties": { "type": "string" } }),
         ),
         ("workers", unsigned()),
+        ("offset_sync", boolean()),
     ]);
     object(&[
         ("task_id", string()),
