@@ -12,7 +12,7 @@ use super::SharedState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{self, Path};
 use super::render::{PENDING_STATUS_FIELD, node_alive};
-use super::replication::replication_spec;
+use super::replication::{entity_topics, entity_topics_regex, replication_spec};
 use crate::protocol::{
     HeartbeatRequest, HeartbeatResponse, ObsSinkSpec, RegisterRequest, RegisterResponse, TaskSpec,
 };
@@ -229,15 +229,8 @@ fn task_spec(state: &SharedState, task: &Task) -> Option<TaskSpec> {
         task_id: task.id.clone(),
         task_name: task.name.clone(),
         generation: task.generation,
-        topics: entity
-            .get("topics")
-            .and_then(Value::as_str)
-            .map(|t| t.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
-        topics_regex: entity
-            .get("topics_regex")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        topics: entity_topics(entity),
+        topics_regex: entity_topics_regex(entity),
         sink: ObsSinkSpec {
             consumer_strategy: text("consumer_strategy").unwrap_or_else(|| "latest".to_string()),
             bucket: text("obs_bucket_name")?,

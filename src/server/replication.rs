@@ -42,6 +42,22 @@ pub fn peer_security(source: &Map<String, Value>) -> InstanceSecurity {
     }
 }
 
+/// Returns the topic names of a stored task entity (empty for a regex task).
+pub fn entity_topics(entity: &Map<String, Value>) -> Vec<String> {
+    entity
+        .get("topics")
+        .and_then(Value::as_str)
+        .map(|t| t.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+pub fn entity_topics_regex(entity: &Map<String, Value>) -> Option<String> {
+    entity
+        .get("topics_regex")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// Builds the replication spec of a task for one node, or `None` for a task
 /// of another type or whose peer instance no longer exists.
 pub fn replication_spec(
@@ -109,15 +125,8 @@ pub fn replication_spec(
         task_id: task.id.clone(),
         task_name: task.name.clone(),
         generation: task.generation,
-        topics: entity
-            .get("topics")
-            .and_then(Value::as_str)
-            .map(|t| t.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
-        topics_regex: entity
-            .get("topics_regex")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        topics: entity_topics(entity),
+        topics_regex: entity_topics_regex(entity),
         flows,
         consumer_strategy: text("consumer_strategy").to_string(),
         compression_type: text("compression_type").to_string(),

@@ -33,15 +33,10 @@ def peer(tmp_path_factory, tansu_bin):
 def repl_server(tmp_path_factory, weir_bin, broker):
     """A server with one instance on the main broker, two nodes per connector
     and a 1 s topic refresh."""
-    from conftest import _every_server, _servers
-    from harness.weir import WeirServer, default_config, deep_merge, new_key
+    from conftest import _servers, _start_server
 
-    key = new_key()
-    config = deep_merge(default_config(broker.bootstrap, key, 1), {"nodes": {"topic_refresh_interval_ms": 1000}})
-    server = WeirServer(weir_bin, tmp_path_factory.mktemp("weir-repl"), config, key, name="weir-repl")
-    _servers.append(server)
-    _every_server.append(server)
-    server.start()
+    overrides = {"nodes": {"topic_refresh_interval_ms": 1000}}
+    server = _start_server(weir_bin, tmp_path_factory.mktemp("weir-repl"), broker.bootstrap, overrides, 1, "weir-repl")
     server.api.enable_connector(server.instance_ids[0])
     yield server
     server.stop()

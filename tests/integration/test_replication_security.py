@@ -13,7 +13,7 @@ import pytest
 
 from harness.kafka import TansuBroker
 from harness.procs import free_port
-from harness.replication import produce_ids, wait_for_values
+from harness.replication import wait_for_values
 from harness.tasks import task_name
 from harness.tls import TlsProxy, make_ca
 
@@ -92,17 +92,11 @@ def tls_peer(tmp_path_factory, tansu_bin, certificates):
 @pytest.fixture(scope="module")
 def secure_server(tmp_path_factory, weir_bin, broker, certificates):
     """A server whose nodes trust the test CA, with one connector."""
-    from conftest import _every_server, _servers
-    from harness.weir import WeirServer, deep_merge, default_config, new_key
+    from conftest import _servers, _start_server
 
     ca, _cert, _key = certificates
-    key = new_key()
     overrides = {"nodes": {"topic_refresh_interval_ms": 1000, "kafka": {"fetch.wait.max.ms": "10", "ssl.ca.location": str(ca)}}}
-    config = deep_merge(default_config(broker.bootstrap, key, 1), overrides)
-    server = WeirServer(weir_bin, tmp_path_factory.mktemp("weir-sasl"), config, key, name="weir-sasl")
-    _servers.append(server)
-    _every_server.append(server)
-    server.start()
+    server = _start_server(weir_bin, tmp_path_factory.mktemp("weir-sasl"), broker.bootstrap, overrides, 1, "weir-sasl")
     server.api.enable_connector(server.instance_ids[0])
     yield server
     server.stop()
