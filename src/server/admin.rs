@@ -43,17 +43,8 @@ pub(super) async fn instance_add(
         .ok_or_else(|| {
             ApiError::invalid("Missing bootstrap_servers: give the cluster's host:port list.")
         })?;
-    for server in bootstrap.split(',') {
-        let valid = server
-            .trim()
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid {
-            return Err(ApiError::invalid(format!(
-                "Invalid bootstrap_servers entry {server:?}: use host:port."
-            )));
-        }
-    }
+    super::source_task::bootstrap_rule("bootstrap_servers", bootstrap)
+        .map_err(|e| ApiError::invalid(e.message.replacen("source_task.", "", 1)))?;
     let specification = opt_str(&body, "specification", "")?.unwrap_or("100MB");
     if state.config.specification_bytes(specification).is_none() {
         return Err(ApiError::invalid(format!(

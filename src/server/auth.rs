@@ -44,8 +44,17 @@ impl Caller {
         }
     }
 
-    /// Fails with 403 unless the key is an admin key.
+    /// Fails with 403 unless the key is an admin key. Without authentication
+    /// keys cannot be managed, because keys created by anyone would stay
+    /// valid once signatures are required again.
     pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.unauthenticated {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "DMS.00403003",
+                "Key management is disabled while authentication is off (server.auth = \"none\"); start the server with signatures to manage keys.",
+            ));
+        }
         if self.admin {
             Ok(())
         } else {

@@ -112,6 +112,11 @@ pub(super) async fn key_revoke(
     Path(access_key): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
+    if state.config.keys.iter().any(|k| k.access_key == access_key) {
+        return Err(ApiError::invalid(format!(
+            "Access key {access_key} is defined in the configuration file, which writes it again at every start; remove it from [[keys]] and restart the server instead."
+        )));
+    }
     match state.store.revoke_key(&access_key) {
         Ok(key) => {
             info!(

@@ -59,10 +59,23 @@ fn alias_rule(field: &str, alias: &str) -> ApiResult<()> {
     }
 }
 
-/// Checks a `host:port` list.
+/// Maximum entries of a bootstrap list. librdkafka starts one thread per
+/// bootstrap broker, so an unbounded list lets one request start thousands.
+pub const MAX_BOOTSTRAP_SERVERS: usize = 32;
+
+/// Checks a `host:port` list of at most `MAX_BOOTSTRAP_SERVERS` entries.
 pub fn bootstrap_rule(field: &str, list: &str) -> ApiResult<()> {
     if list.trim().is_empty() {
         return Err(invalid(field, "give a comma-separated host:port list."));
+    }
+    let count = list.split(',').count();
+    if count > MAX_BOOTSTRAP_SERVERS {
+        return Err(invalid(
+            field,
+            format!(
+                "{count} entries given, at most {MAX_BOOTSTRAP_SERVERS} are allowed; a few brokers of the cluster are enough."
+            ),
+        ));
     }
     for server in list.split(',') {
         let valid = server
@@ -98,13 +111,22 @@ pub fn parse_topics_mapping(mapping: &str) -> ApiResult<Vec<(String, String)>> {
             })?;
         }
         let from = from.trim().to_string();
+        let to = to.trim().to_string();
         if pairs.iter().any(|(f, _)| *f == from) {
             return Err(invalid(
                 "topics_mapping",
                 format!("topic {from:?} is mapped twice."),
             ));
         }
-        pairs.push((from, to.trim().to_string()));
+        // Two sources in one target would interleave their partitions, and
+        // offset translation needs one source per target partition.
+        if pairs.iter().any(|(_, t)| *t == to) {
+            return Err(invalid(
+                "topics_mapping",
+                format!("two topics are mapped to {to:?}; map each source to its own target."),
+            ));
+        }
+        pairs.push((from, to));
     }
     Ok(pairs)
 }
@@ -392,6 +414,15 @@ mod tests {
         let out = check(json!({"bootstrap_servers": "h:1", "topics_mapping": " a:b , c:d "}))
             .expect("valid");
         assert_eq!(out["topics_mapping"], "a:b,c:d");
+    }
+
+    #[test]
+    fn bootstrap_list_is_bounded() {
+        let list: Vec<String> = (1..=33).map(|p| format!("127.0.0.1:{p}")).collect();
+        let body = json!({"bootstrap_servers": list.join(",")});
+        assert!(message(check(body)).contains("at most 32"));
+        let list: Vec<String> = (1..=32).map(|p| format!("127.0.0.1:{p}")).collect();
+        assert!(check(json!({"bootstrap_servers": list.join(",")})).is_ok());
     }
 
     #[test]

@@ -226,8 +226,10 @@ def test_node_kill_loses_nothing(repl_server, broker, peer):
         ({"bootstrap_servers": "127.0.0.1:1", "direction": "sideways"}, "DMS.00400062", "direction"),
         ({"bootstrap_servers": "nohost", "direction": "pull"}, "DMS.00400062", "host:port"),
         ({"bootstrap_servers": "127.0.0.1:1", "compression_type": "brotli"}, "DMS.00400062", "compression_type"),
+        ({"bootstrap_servers": ",".join(f"127.0.0.1:{port}" for port in range(1, 100))}, "DMS.00400062", "at most 32"),
+        ({"bootstrap_servers": "127.0.0.1:1", "topics_mapping": "a:c,b:c"}, "DMS.00400062", "own target"),
     ],
-    ids=["rename-and-mapping", "two-way-loop", "peer-twice", "no-peer", "sasl-password", "direction", "bootstrap", "compression"],
+    ids=["rename-and-mapping", "two-way-loop", "peer-twice", "no-peer", "sasl-password", "direction", "bootstrap", "compression", "bootstrap-list", "merging-mapping"],
 )
 def test_bad_source_task_rejected(repl_server, source, code, fragment):
     response = repl_server.api.create_task(repl_server.instance_ids[0], replicator_task("t1", **source), expect=None)
