@@ -28,7 +28,7 @@ use crate::config::InstanceSecurity;
 /// Time the probe waits for the peer's metadata.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a peer could not be used.
+/// Cause of a failed probe of a peer cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeFailure {
     Unreachable,
@@ -110,7 +110,7 @@ fn classify(code: RDKafkaErrorCode, reason: &str) -> ProbeFailure {
 }
 
 /// Connects to `bootstrap` with `security` and reads the cluster metadata.
-/// `extra` holds the operator's librdkafka settings (such as
+/// `extra` contains the operator's librdkafka settings (such as
 /// `ssl.ca.location`), applied as the nodes apply them.
 pub fn probe(
     bootstrap: &str,
