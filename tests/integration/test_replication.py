@@ -309,7 +309,7 @@ def test_offset_sync_for_groups_at_head_and_behind(repl_server, broker, peer):
         late = group_offsets(broker.bootstrap, behind, topic, 2)
         return sum(head.values()) == 1000 and len(late) == len(source_behind)
 
-    wait_until(translated, timeout=90, message="translated offsets of both groups on the target")
+    wait_until(translated, timeout=240, message="translated offsets of both groups on the target")
     # The target topic holds only copies, in source order, so a faithful
     # translation equals the source offset.
     assert group_offsets(broker.bootstrap, behind, topic, 2) == source_behind
