@@ -50,7 +50,7 @@ pub struct ServerSection {
     pub read_timeout_s: u64,
 }
 
-/// How the HTTP API authenticates requests.
+/// Authentication mode of the HTTP API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {

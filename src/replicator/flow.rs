@@ -270,7 +270,7 @@ impl Worker {
             .await?
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "the target cluster {} did not answer a metadata request within 10 s",
+                    "the target cluster {} did not return metadata within 10 s",
                     self.flow.target.bootstrap_servers
                 )
             })?

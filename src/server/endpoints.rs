@@ -13,7 +13,7 @@ use serde_json::json;
 use super::openapi::{Operation, requests, responses};
 use super::{SharedState, admin, connectivity, internal, keys, metrics, openapi, routes};
 
-/// How an endpoint authenticates its caller.
+/// Authentication of an endpoint's caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     /// An SDK-HMAC-SHA256 signature with an API key (`auth::require_signature`).

@@ -305,7 +305,7 @@ impl Store {
     /// Opens (or creates) `DIR/weir.db`, applies pending migrations and
     /// unlocks the secrets with the cipher that `load_key` returns.
     ///
-    /// `load_key` learns whether the store already holds secrets sealed with
+    /// `load_key` learns whether the store already contains secrets sealed with
     /// some master key. The cipher must open the store's check value, else
     /// the store is not opened: a wrong master key is reported as such.
     pub fn open(
