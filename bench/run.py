@@ -48,6 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="100,1024,10240",
         help="record sizes in bytes of the dump section (default 100,1024,10240)",
     )
+    parser.add_argument(
+        "--dump-mib",
+        default="",
+        help="backlog of the dump topics in MiB (default 1024, quick mode 4): one number for "
+        "every record size, or SIZE=MIB pairs such as 100=256,1024=1024",
+    )
     parser.add_argument("--weir-bin", type=Path, default=Path(os.environ.get("WEIR_BIN", REPO_ROOT / "target" / "release" / "weir")))
     parser.add_argument("--s3", choices=("s3s-fs", "moto"), default="s3s-fs", help="S3 server of the S3 column (default s3s-fs)")
     parser.add_argument("--work-dir", type=Path, help="directory for broker data, buckets and logs (default: a new one under /tmp)")
@@ -71,11 +77,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.record_sizes = tuple(int(size) for size in args.record_sizes.split(","))
     except ValueError:
         parser.error(f"--record-sizes must be comma-separated integers, got {args.record_sizes!r}")
+    try:
+        args.dump_mib = parse_dump_mib(args.dump_mib, args.record_sizes)
+    except ValueError:
+        parser.error(f"--dump-mib must be a number or SIZE=MIB pairs, got {args.dump_mib!r}")
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = [name for name in args.sections if name not in SECTION_NAMES]
     if unknown:
         parser.error(f"unknown sections {unknown}; expected some of {', '.join(SECTION_NAMES)}")
     return args
+
+
+def parse_dump_mib(text: str, sizes: tuple[int, ...]) -> dict[int, int]:
+    """Parse --dump-mib into {record size: MiB}; sizes not named keep the default."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {size: int(text) for size in sizes}
+    pairs = (item.split("=", 1) for item in text.split(",") if item)
+    return {int(size): int(mib) for size, mib in pairs}
 
 
 def wait_for_load(threshold: float, minutes: float) -> None:
@@ -204,7 +224,9 @@ def run(args) -> int:
             s3 = MotoBench(tools.moto, work_dir / "moto-main").start()
         specifications = cap_specifications(args.quick)
         weir = start_weir(tools, work_dir, kafka.bootstrap, 16, specifications, FETCH_SETTINGS)
-        ctx = Context(args.quick, tools, work_dir, broker, kafka, s3, weir, specifications, args.record_sizes)
+        ctx = Context(
+            args.quick, tools, work_dir, broker, kafka, s3, weir, specifications, args.record_sizes, args.dump_mib
+        )
         ctx.servers.append(weir)
         failed_setup = False
         for name in args.sections:
@@ -237,11 +259,12 @@ def run(args) -> int:
     results["load_after"] = system.load_average()
     json_path, page_path = report.write(results, args.out, REPO_ROOT)
     print(f"bench: results in {json_path} and {page_path}", file=sys.stderr)
+    if failed:
+        # The logs of the broker, the servers and the nodes explain the failure.
+        print(f"bench: sections failed: {', '.join(failed)}; logs kept in {work_dir}", file=sys.stderr)
+        return 1
     if not args.keep and args.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)
-    if failed:
-        print(f"bench: sections failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
     return 0
 
 

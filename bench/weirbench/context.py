@@ -45,6 +45,9 @@ class Context:
     weir: BenchServer
     specifications: dict[str, int]
     record_sizes: tuple[int, ...]
+    # Backlog of the dump topic of each record size in MiB, where it is not
+    # the mode's default.
+    dump_mib: dict[int, int]
     backlogs: dict[str, Backlog] = field(default_factory=dict)
     moto: MotoBench | None = None
     servers: list[BenchServer] = field(default_factory=list)

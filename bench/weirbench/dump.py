@@ -4,13 +4,16 @@ and "scaling" (the same dump with 2, 3 and 4 nodes)."""
 from __future__ import annotations
 
 from .context import GiB, MiB, Context, rdkafka_consume
-from .services import FETCH_SETTINGS, UNCAPPED_SPECIFICATION
+from .services import FETCH_SETTINGS, SESSION_TIMEOUT_MS, UNCAPPED_SPECIFICATION
 
 PARTITIONS = 12
 # Node profile of the throughput runs: its 1 GiB budget gives librdkafka's
 # prefetch queue 64 MiB, the baseline consumer's default.
 THROUGHPUT_PROFILE = "bench.mem1g"
 SCALING_NODE_COUNTS = (2, 3, 4)
+# rdkafka_performance sets session.timeout.ms=6000 itself; -X overrides it
+# with the nodes' session timeout.
+BASELINE_SETTINGS = {**FETCH_SETTINGS, "session.timeout.ms": str(SESSION_TIMEOUT_MS)}
 # Fraction of the baseline read rate that Weir must reach.
 DUMP_TARGET = 0.9
 
@@ -25,7 +28,10 @@ RECORD_SIZES = (100, 1024, 10240)
 
 
 def dump_backlog(ctx: Context, size: int):
-    total = 4 * MiB if ctx.quick else GiB
+    if size in ctx.dump_mib:
+        total = ctx.dump_mib[size] * MiB
+    else:
+        total = 4 * MiB if ctx.quick else GiB
     object_bytes = 64 * 1024 if ctx.quick else 4 * MiB
     return ctx.backlog(f"dump-{size}", size, PARTITIONS, total, object_bytes)
 
@@ -49,7 +55,7 @@ def run_dump(ctx: Context) -> dict:
     for size in ctx.record_sizes:
         backlog = dump_backlog(ctx, size)
         ctx.log(f"dump {size_label(size)}: rdkafka_performance -C")
-        baseline = rates(rdkafka_consume(ctx.tools, ctx.kafka.bootstrap, backlog, FETCH_SETTINGS))
+        baseline = rates(rdkafka_consume(ctx.tools, ctx.kafka.bootstrap, backlog, BASELINE_SETTINGS))
         ctx.log(f"dump {size_label(size)}: baseline {baseline['mb_per_s']:.1f} MB/s; Weir to the local backend")
         local = rates(ctx.run_task(connector, backlog, "local"))
         ctx.log(f"dump {size_label(size)}: local {local['mb_per_s']:.1f} MB/s; Weir to {s3_name}")

@@ -23,13 +23,20 @@ from harness.s3 import ACCESS_KEY, SECRET_KEY, MotoServer, s3_client
 from harness.weir import WeirServer, deep_merge, default_config, new_key
 
 # Fetch settings of both the baseline consumer and the Weir nodes. With
-# librdkafka's defaults a consumer of tansu 0.6.0 reads about 15 times
-# slower, because each fetch waits up to 500 ms for more data.
+# librdkafka's default fetch.wait.max.ms (500 ms) a consumer of tansu 0.6.0
+# waits on every fetch. Larger fetches gain nothing from tansu's SQLite
+# engine, which builds a response at about 20,000 records/s of 100 bytes
+# and answers the group's heartbeats only between fetches. With
+# fetch.max.bytes at 50 MB such a response took longer than a 10 s session
+# timeout, and the group rebalanced over and over.
 FETCH_SETTINGS = {
     "fetch.wait.max.ms": "10",
-    "fetch.max.bytes": "52428800",
-    "max.partition.fetch.bytes": "10485760",
+    "fetch.max.bytes": "4194304",
+    "max.partition.fetch.bytes": "524288",
 }
+# Session timeout of the benchmark nodes and the baseline consumer:
+# librdkafka's default.
+SESSION_TIMEOUT_MS = 45000
 
 # Node profiles of the benchmark server, by spec_code.
 PROFILES = {
@@ -144,8 +151,8 @@ def bench_config(
             ],
             "nodes": {
                 "heartbeat_interval_ms": 200,
-                "dead_after_ms": 10000,
-                "session_timeout_ms": 10000,
+                "dead_after_ms": 20000,
+                "session_timeout_ms": SESSION_TIMEOUT_MS,
                 "kafka": dict(kafka_settings),
             },
         },

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import pwd
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -23,10 +23,10 @@ def finite(value) -> bool:
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench-quick")
-    env = {name: value for name, value in os.environ.items() if name != "HOME"}
-    # conftest.py points HOME at a scratch directory; the benchmark tools
-    # are cached under the real one, which WEIR_CACHE names.
-    env["HOME"] = str(Path(os.environ["WEIR_CACHE"]).parents[1])
+    env = dict(os.environ)
+    # conftest.py points HOME at a scratch directory, but cargo, rustup and
+    # the tool caches live under the user's real home directory.
+    env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
     env["WEIR_BIN"] = str(WEIR_BIN)
     result = subprocess.run(
         [str(REPO_ROOT / "scripts" / "bench.sh"), "--quick", "--out", str(out)],
