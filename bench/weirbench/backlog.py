@@ -1,8 +1,8 @@
 """Backlogs of fixed-size records, produced with rdkafka_performance -P.
 
 Each partition gets the same number of records, a multiple of the flush
-size, so that every chunk a node writes closes by its record count and the
-last object of each partition appears as soon as its last record is read.
+size. Every chunk a node writes then closes by its record count, so the last
+object of each partition appears as soon as its last record is read.
 """
 
 from __future__ import annotations

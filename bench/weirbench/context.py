@@ -111,8 +111,8 @@ class Context:
         return bucket, server.endpoint, s3_watcher(server.client, bucket), server
 
     def defaults_server(self) -> BenchServer:
-        """A second server whose nodes keep Weir's own fetch settings (sized
-        from the memory budget), for the memory runs."""
+        """Return a second server, started on first use, whose nodes keep
+        Weir's own fetch settings (sized from the memory budget)."""
         if self._defaults_server is None:
             self._defaults_server = self.start_server(instances=12, kafka_settings={})
         return self._defaults_server

@@ -20,7 +20,7 @@ from harness.tasks import obs_task, sink_config
 from . import system
 from .context import Context
 
-TASKS_PER_INSTANCE = 17  # an instance holds at most 18 tasks
+TASKS_PER_INSTANCE = 17  # the task quota of an instance is 18
 TARGET_RATE = 1000  # requests per second
 CONNECTIONS = 10
 P99_TARGET_MS = 10.0

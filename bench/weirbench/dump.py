@@ -55,24 +55,24 @@ def run_dump(ctx: Context) -> dict:
     for size in ctx.record_sizes:
         backlog = dump_backlog(ctx, size)
         ctx.log(f"dump {size_label(size)}: rdkafka_performance -C")
-        baseline = rates(rdkafka_consume(ctx.tools, ctx.kafka.bootstrap, backlog, BASELINE_SETTINGS))
-        ctx.log(f"dump {size_label(size)}: baseline {baseline['mb_per_s']:.1f} MB/s; Weir to the local backend")
+        first = rates(rdkafka_consume(ctx.tools, ctx.kafka.bootstrap, backlog, BASELINE_SETTINGS))
+        ctx.log(f"dump {size_label(size)}: baseline {first['mb_per_s']:.1f} MB/s; Weir to the local backend")
         local = rates(ctx.run_task(connector, backlog, "local"))
         ctx.log(f"dump {size_label(size)}: local {local['mb_per_s']:.1f} MB/s; Weir to {s3_name}")
         s3 = rates(ctx.run_task(connector, backlog, "s3"))
         ctx.log(f"dump {size_label(size)}: {s3_name} {s3['mb_per_s']:.1f} MB/s")
-        row = {
-            "record_size": size,
-            "backlog": backlog.as_dict(),
-            "baseline": baseline,
-            "local": local,
-            "s3": s3,
-            "s3_server": s3_name,
-        }
+        row = {"record_size": size, "backlog": backlog.as_dict(), "local": local, "s3": s3, "s3_server": s3_name}
         # moto once, at 1 KiB, to show how much a slow S3 server costs.
         if size == 1024:
             ctx.log("dump 1 KiB: Weir to moto")
             row["moto"] = rates(ctx.run_task(connector, backlog, "moto"))
+        # The first read right after producing ran slower in runs here than
+        # later ones, so the baseline reads once more at the end, and the
+        # faster of its two runs is the baseline.
+        last = rates(rdkafka_consume(ctx.tools, ctx.kafka.bootstrap, backlog, BASELINE_SETTINGS))
+        ctx.log(f"dump {size_label(size)}: baseline again {last['mb_per_s']:.1f} MB/s")
+        row["baseline_runs"] = [first, last]
+        baseline = row["baseline"] = max(first, last, key=lambda run: run["mb_per_s"])
         rows.append(row)
         for backend in ("local", "s3"):
             ratio = row[backend]["mb_per_s"] / baseline["mb_per_s"]

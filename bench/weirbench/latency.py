@@ -21,9 +21,13 @@ POLL_SECONDS = 0.1
 
 
 def rate_runs(quick: bool) -> list[dict]:
-    """Runs as rate (records/s), seconds and flush_size. The record count is
-    a multiple of PARTITIONS * flush_size, so the high-rate run's chunks all
-    close by count; the low rate fills a chunk slower than the interval."""
+    """Return the runs as rate (records/s), seconds and flush_size.
+
+    The record count is a multiple of PARTITIONS * flush_size, so the chunks
+    of the high-rate run all close by count. In the full run the low rate
+    fills a chunk slower than the delivery interval, so its chunks close by
+    time.
+    """
     if quick:
         return [
             {"name": "low", "rate": 10, "seconds": 8, "flush_size": 10},

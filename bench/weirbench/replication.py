@@ -2,9 +2,9 @@
 
 Weir does not run replicator tasks yet: CreateConnectorTask rejects them with
 DMS.00400129. The section checks that this is still so and reports the
-section as not available. Once the server accepts the task, the check below
-reports that the benchmark is missing, so that nobody reads the old text as
-current.
+section as not available. Once the server accepts the task, the section
+reports the benchmark as missing instead, so the page never shows the old
+text as current.
 """
 
 from __future__ import annotations

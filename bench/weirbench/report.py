@@ -67,7 +67,8 @@ def render_dump(section: dict) -> list[str]:
     s3_name = rows[0]["s3_server"]
     lines.append(
         f"Fresh consumer group at `earliest`, {section['node_cnt']} nodes, node profile `{section['spec_code']}`, "
-        "specification 1200MB. The baseline is `rdkafka_performance -C` (its own timing, first to last record). "
+        "specification 1200MB. The baseline is `rdkafka_performance -C` (its own timing, first to last record), "
+        "the faster of a run before and a run after Weir's (both are in the JSON). "
         "Weir's time runs from the first ShowConnectorTask that returned RUNNING to the poll (every 100 ms) that "
         "found the last object. MB = 10^6 bytes of record values; CPU is user + system seconds of all node "
         "processes (of rdkafka_performance for the baseline) per GiB read."

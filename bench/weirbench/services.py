@@ -25,10 +25,10 @@ from harness.weir import WeirServer, deep_merge, default_config, new_key
 # Fetch settings of both the baseline consumer and the Weir nodes. With
 # librdkafka's default fetch.wait.max.ms (500 ms) a consumer of tansu 0.6.0
 # waits on every fetch. Larger fetches gain nothing from tansu's SQLite
-# engine, which builds a response at about 20,000 records/s of 100 bytes
-# and answers the group's heartbeats only between fetches. With
-# fetch.max.bytes at 50 MB such a response took longer than a 10 s session
-# timeout, and the group rebalanced over and over.
+# engine, which builds a response at about 20,000 records/s of 100 bytes.
+# With fetch.max.bytes at 50 MB such a response took longer than a 10 s
+# session timeout. The group's heartbeats got no response meanwhile, so the
+# group rebalanced over and over.
 FETCH_SETTINGS = {
     "fetch.wait.max.ms": "10",
     "fetch.max.bytes": "4194304",
@@ -136,10 +136,10 @@ class Tools:
 def bench_config(
     bootstrap: str, key, instances: int, specifications: dict[str, int], kafka_settings: dict[str, str]
 ) -> dict:
-    """The integration tests' configuration with benchmark specifications,
-    node profiles, `kafka_settings` for the node consumers and a 200 ms
-    heartbeat, so that RUNNING and the counters of /metrics show up within a
-    fifth of a second."""
+    """Return the integration tests' configuration with benchmark
+    specifications, node profiles, `kafka_settings` for the node consumers
+    and a 200 ms heartbeat. The short heartbeat makes RUNNING and the
+    counters of /metrics show up within a fifth of a second."""
     config = default_config(bootstrap, key, instances)
     config["nodes"].pop("kafka", None)
     return deep_merge(

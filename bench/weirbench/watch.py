@@ -1,9 +1,9 @@
 """Polling of the objects a task writes: which chunks are visible, their
 last offsets, and when each first appeared.
 
-Object names end in TOPIC+PARTITION+FIRST_OFFSET.txt; the last offset of a
-chunk is in its metadata (the `user.weir.last_offset` extended attribute of a
-local file, `x-amz-meta-weir-last-offset` on S3).
+Object names end in TOPIC+PARTITION+FIRST_OFFSET.txt. The last offset of a
+chunk is in its metadata: the `user.weir.last_offset` extended attribute of
+a local file, `x-amz-meta-weir-last-offset` on S3.
 """
 
 from __future__ import annotations
