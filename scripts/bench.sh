@@ -5,9 +5,10 @@
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--sections dump,caps,...]
 #                         [--wait-for-load 0.5] [other options of bench/run.py]
 #
-# It installs what it needs: the test environment (tansu, .venv), the
-# benchmark tools (rdkafka_performance, s3s-fs, wrk; scripts/bench-setup.sh)
-# and a release build of weir, unless WEIR_BIN or --weir-bin names a binary.
+# It installs what it needs: the test environment (tansu, .venv) and the
+# benchmark tools (rdkafka_performance, s3s-fs and wrk, by
+# scripts/bench-setup.sh). It also builds weir in release mode unless
+# WEIR_BIN or --weir-bin names a binary.
 # A full run takes about an hour on two cores; --quick takes two to three
 # minutes once the tools are built and checks only that every section works.
 # `scripts/bench.sh --help` lists the options.
