@@ -244,6 +244,9 @@ def run(args) -> int:
             section["seconds"] = time.monotonic() - started
             section["load_after"] = system.load_average()
             results["sections"][name] = section
+            # Write after every section, so that a run stopped later keeps
+            # the numbers of the sections it finished.
+            report.write(results, args.out, REPO_ROOT)
     finally:
         if ctx is not None:
             for server in ctx.servers:

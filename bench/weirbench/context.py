@@ -252,6 +252,7 @@ def rdkafka_consume(tools: Tools, bootstrap: str, backlog: Backlog, settings: di
     ]
     for key, value in settings.items():
         argv += ["-X", f"{key}={value}"]
+
     log_path = Path(tempfile.mkstemp(prefix="rdkafka-consume-", suffix=".log")[1])
     started = time.monotonic()
     with open(log_path, "wb") as log:
@@ -267,6 +268,7 @@ def rdkafka_consume(tools: Tools, bootstrap: str, backlog: Backlog, settings: di
             raise AssertionError(f"rdkafka_performance -C on {backlog.topic} timed out after {timeout} s; see {log_path}")
         time.sleep(0.02)
     wall = time.monotonic() - started
+
     text = log_path.read_text(errors="replace")
     log_path.unlink()
     code = os.waitstatus_to_exitcode(status)

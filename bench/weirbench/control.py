@@ -79,14 +79,11 @@ def run_wrk(wrk: Path, url: str, request_file: Path, seconds: float, pause_ms: f
     raise AssertionError(f"wrk printed no result (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
-def run_control(ctx: Context) -> dict:
-    task_count = 20 if ctx.quick else 100
-    seconds = 3 if ctx.quick else 30
-    instances = math.ceil(task_count / TASKS_PER_INSTANCE)
-    server = ctx.start_server(instances=instances, kafka_settings=IDLE_KAFKA_SETTINGS)
+def define_tasks(ctx: Context, server, task_count: int) -> list[tuple[str, str]]:
+    """Create `task_count` OBS_SINK tasks on an idle topic, 17 per instance,
+    and wait until all are RUNNING; return (instance_id, task_id) pairs."""
     topic = ctx.kafka.unique_topic("control-idle")
     ctx.kafka.create_topic(topic, 1)
-    ctx.log(f"control: {task_count} tasks on {instances} instances")
     tasks: list[tuple[str, str]] = []
     while len(tasks) < task_count:
         connector = server.enable(2, "100MB", "kafka.c3.mini.connector")
@@ -94,46 +91,66 @@ def run_control(ctx: Context) -> dict:
             sink = sink_config(f"control-{len(tasks)}", "bench", None, deliver_time_interval=300)
             created = server.api.create_task(connector.instance_id, obs_task(topic, sink)).json()
             tasks.append((connector.instance_id, created["id"]))
+
     deadline = time.monotonic() + 180
     for instance_id, task_id in tasks:
         server.api.wait_task_status(instance_id, task_id, "RUNNING", timeout=max(1, deadline - time.monotonic()))
+    return tasks
+
+
+def measure(ctx: Context, server, name: str, signed: list, seconds: float) -> dict:
+    """Replay one operation's pre-signed requests with wrk; return its row."""
+    url = server.server.url
+    request_file = ctx.work_dir / f"requests-{name}.tsv"
+    write_requests(request_file, server.api, signed)
+    check_requests(url, request_file)
+
+    # Calibrate the pause per connection from a short run, so that the
+    # offered rate comes close to TARGET_RATE.
+    pause = CONNECTIONS * 1000 / TARGET_RATE
+    probe = run_wrk(ctx.tools.wrk, url, request_file, 2, pause)
+    latency_ms = CONNECTIONS * 1000 / max(probe["rate"], 1) - pause
+    pause = max(0.0, CONNECTIONS * 1000 / TARGET_RATE - max(latency_ms, 0.0))
+
+    load = system.load_average()
+    server_cpu = system.CpuMeter([server.server.process.pid]).start()
+    nodes_cpu = system.CpuMeter(server.server.node_pids()).start()
+    result = run_wrk(ctx.tools.wrk, url, request_file, seconds, pause)
+    result["server_cpu_seconds"] = server_cpu.stop()
+    result["node_cpu_seconds"] = nodes_cpu.stop()
+    result["operation"] = name
+    result["distinct_requests"] = len(signed)
+    result["load_average"] = load
+    return result
+
+
+def run_control(ctx: Context) -> dict:
+    task_count = 20 if ctx.quick else 100
+    seconds = 3 if ctx.quick else 30
+    instances = math.ceil(task_count / TASKS_PER_INSTANCE)
+    server = ctx.start_server(instances=instances, kafka_settings=IDLE_KAFKA_SETTINGS)
+    ctx.log(f"control: {task_count} tasks on {instances} instances")
+    tasks = define_tasks(ctx, server, task_count)
     ctx.log("control: every task RUNNING")
+
     api = server.api
     operations = {
         "ShowConnectorTask": [
-            ("GET", api.v2(f"{api.instance_path(instance_id)}/connector/tasks/{task_id}"), []) for instance_id, task_id in tasks
+            ("GET", api.v2(f"{api.instance_path(instance_id)}/connector/tasks/{task_id}"), [])
+            for instance_id, task_id in tasks
         ],
         "ListConnectorTasks": [
             ("GET", api.v2(f"{api.instance_path(connector.instance_id)}/connector/tasks"), [("limit", 50), ("offset", 0)])
             for connector in server.connectors
         ],
     }
-    url = server.server.url
     rows = []
     targets = []
-    node_pids = server.server.node_pids()
     for name, signed in operations.items():
-        request_file = ctx.work_dir / f"requests-{name}.tsv"
-        write_requests(request_file, api, signed)
-        check_requests(url, request_file)
-        # Calibrate the pause per connection from a short run, so that the
-        # offered rate comes close to TARGET_RATE.
-        pause = CONNECTIONS * 1000 / TARGET_RATE
-        probe = run_wrk(ctx.tools.wrk, url, request_file, 2, pause)
-        latency_ms = CONNECTIONS * 1000 / max(probe["rate"], 1) - pause
-        pause = max(0.0, CONNECTIONS * 1000 / TARGET_RATE - max(latency_ms, 0.0))
-        load = system.load_average()
-        server_cpu = system.CpuMeter([server.server.process.pid]).start()
-        nodes_cpu = system.CpuMeter(node_pids).start()
-        result = run_wrk(ctx.tools.wrk, url, request_file, seconds, pause)
-        result["server_cpu_seconds"] = server_cpu.stop()
-        result["node_cpu_seconds"] = nodes_cpu.stop()
-        result["operation"] = name
-        result["distinct_requests"] = len(signed)
+        result = measure(ctx, server, name, signed, seconds)
         result["tasks"] = task_count
-        result["load_average"] = load
-        errors = sum(result[key] for key in result if key.startswith("errors_"))
         rows.append(result)
+        errors = sum(result[key] for key in result if key.startswith("errors_"))
         p99_ms = result["p99_us"] / 1000
         targets.append(
             {

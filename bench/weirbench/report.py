@@ -74,6 +74,7 @@ def render_dump(section: dict) -> list[str]:
         "processes (of rdkafka_performance for the baseline) per GiB read."
     )
     lines.append("")
+
     body = []
     for row in rows:
         backlog = row["backlog"]
@@ -104,6 +105,7 @@ def render_dump(section: dict) -> list[str]:
         body,
     )
     lines.append("")
+
     for row in rows:
         if "moto" in row:
             moto = row["moto"]

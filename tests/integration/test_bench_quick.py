@@ -34,7 +34,7 @@ def quick_results(tmp_path_factory) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=1800,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, f"bench.sh --quick exited with {result.returncode}:\n{result.stderr[-6000:]}"
@@ -45,7 +45,7 @@ def quick_results(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2100)
 def test_quick_run_has_every_section(quick_results):
     assert list(quick_results["sections"]) == list(SECTIONS)
     for name, section in quick_results["sections"].items():

@@ -785,6 +785,10 @@ impl Runner {
                 return Flushed::Abandoned;
             }
             let started = Instant::now();
+            // NOTE: the put blocks this task's loop, one object at a time.
+            // librdkafka keeps prefetching meanwhile, which hid the stall
+            // while tansu 0.6.0 served 15 MB/s in scripts/bench.sh runs; a
+            // faster broker needs puts in flight while the loop reads on.
             match self.store.put_if_absent(object_key, body, meta).await {
                 Ok(PutOutcome::Created) => {
                     self.record_success();
