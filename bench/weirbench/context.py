@@ -258,15 +258,21 @@ def rdkafka_consume(tools: Tools, bootstrap: str, backlog: Backlog, settings: di
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     # os.wait4 reaps the child and returns its own resource usage.
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid == process.pid:
-            break
-        if time.monotonic() - started > timeout:
-            process.kill()
-            os.wait4(process.pid, 0)
-            raise AssertionError(f"rdkafka_performance -C on {backlog.topic} timed out after {timeout} s; see {log_path}")
-        time.sleep(0.02)
+    try:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid == process.pid:
+                break
+            if time.monotonic() - started > timeout:
+                raise AssertionError(
+                    f"rdkafka_performance -C on {backlog.topic} timed out after {timeout} s; see {log_path}"
+                )
+            time.sleep(0.02)
+    except BaseException:
+        # A time-out or a stop of the run: the child must not outlive it.
+        process.kill()
+        os.wait4(process.pid, 0)
+        raise
     wall = time.monotonic() - started
 
     text = log_path.read_text(errors="replace")
