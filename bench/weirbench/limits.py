@@ -13,7 +13,8 @@ from .dump import PARTITIONS, dump_backlog
 from .services import PROFILES
 
 # Specifications of the cap runs, in bytes per second over all nodes.
-CAPS_FULL = {"bench-cap-1MiB": 1 * MiB, "bench-cap-4MiB": 4 * MiB, "bench-cap-12MiB": 12 * MiB}
+# The largest stays well below the 15 to 19 MB/s that tansu served uncapped.
+CAPS_FULL = {"bench-cap-1MiB": 1 * MiB, "bench-cap-4MiB": 4 * MiB, "bench-cap-8MiB": 8 * MiB}
 CAPS_QUICK = {"bench-cap-256KiB": 256 * 1024, "bench-cap-512KiB": 512 * 1024, "bench-cap-1MiB": 1 * MiB}
 CAP_TOLERANCE = 0.05
 
@@ -31,7 +32,10 @@ def cap_specifications(quick: bool) -> dict[str, int]:
 
 
 def run_caps(ctx: Context) -> dict:
-    warmup, window = (2.0, 4.0) if ctx.quick else (5.0, 60.0)
+    # The warm-up outlasts the first rebalance: when the second node joins,
+    # the partitions it takes over went unread for up to 22 s in the runs
+    # here, and the window measures the cap, not that gap.
+    warmup, window = (2.0, 4.0) if ctx.quick else (30.0, 60.0)
     caps = cap_specifications(ctx.quick)
     # Each run reads from `earliest` in a group of its own, so the backlog
     # must outlast the fastest run's warm-up and window.
