@@ -21,6 +21,8 @@ step() {
 
 step "setting up the test environment"
 scripts/setup-test-env.sh
+# rdkafka_performance, s3s-fs and wrk for tests/integration/test_bench_quick.py.
+scripts/bench-setup.sh
 
 step "cargo test (unit tests)"
 cargo test --locked

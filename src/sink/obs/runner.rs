@@ -15,10 +15,12 @@
 //! a record that is not in an object.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -66,6 +68,9 @@ enum GroupEvent {
 #[derive(Default)]
 struct GroupContext {
     events: Mutex<Vec<GroupEvent>>,
+    /// Set when `events` holds an event, so that the loop checks the mutex
+    /// only after a rebalance rather than for every record.
+    pending: AtomicBool,
     task_id: String,
     /// The task starts at `latest`: pin the start of newly assigned partitions.
     pin_latest: bool,
@@ -87,6 +92,7 @@ impl ConsumerContext for GroupContext {
             info!(task_id = %self.task_id, ?partitions, "Partitions revoked.");
             if let Ok(mut events) = self.events.lock() {
                 events.push(GroupEvent::Revoked(partitions));
+                self.pending.store(true, Ordering::Release);
             }
         }
     }
@@ -101,6 +107,7 @@ impl ConsumerContext for GroupContext {
                 }
                 if let Ok(mut events) = self.events.lock() {
                     events.push(GroupEvent::Assigned(partitions));
+                    self.pending.store(true, Ordering::Release);
                 }
             }
             Rebalance::Error(e) => warn!(task_id = %self.task_id, error = %e, "Rebalance failed."),
@@ -187,7 +194,15 @@ struct Runner {
     /// Failed topic listings in a row, to log the first and then one in 20.
     topic_listing_failures: u32,
     topic_check_interval: Duration,
+    /// Records and bytes read since the last [`Runner::publish_read_counts`].
+    unpublished_records: u64,
+    unpublished_bytes: u64,
 }
+
+/// Most records taken from librdkafka's queue in one turn of the loop. Stop,
+/// timers and the group's events are checked between turns, the memory
+/// budget and the bandwidth share between records.
+const RECORDS_PER_TURN: usize = 512;
 
 /// Shortest period of the topic check, so that a small setting does not
 /// turn it into a stream of metadata requests.
@@ -271,6 +286,7 @@ fn build_consumer(
     }
     config.create_with_context(GroupContext {
         events: Mutex::new(Vec::new()),
+        pending: AtomicBool::new(false),
         task_id: spec.task_id.clone(),
         pin_latest: spec.sink.consumer_strategy == "latest",
     })
@@ -342,6 +358,8 @@ pub async fn run(
         topic_listing_failures: 0,
         topic_check_interval: Duration::from_millis(kafka.topic_refresh_interval_ms)
             .max(MIN_TOPIC_CHECK_INTERVAL),
+        unpublished_records: 0,
+        unpublished_bytes: 0,
     };
     // The task counts as running once the first assignment has been applied,
     // so that a client that waits for RUNNING and then produces finds the
@@ -380,6 +398,9 @@ impl Runner {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = self.handles.stop.clone();
         let consumer = Arc::clone(&self.consumer);
+        // One stream for the whole loop: each `recv()` would register and
+        // unregister a waker under a mutex for every record.
+        let mut messages = consumer.stream();
         let mut last_topic_check: Option<Instant> = None;
         loop {
             self.apply_group_events();
@@ -409,21 +430,66 @@ impl Runner {
                 biased;
                 _ = stop.changed() => {}
                 _ = tick.tick() => self.flush_due().await,
-                message = consumer.recv() => match message {
-                    Ok(message) => {
-                        self.apply_group_events();
-                        if let Some(key) = self.append(&message) {
-                            drop(message);
-                            self.flush_partition(&key).await;
+                message = messages.next() => match message {
+                    Some(Ok(message)) => {
+                        self.take(message).await;
+                        // Take the records librdkafka has already queued
+                        // without going through the select again.
+                        let mut taken = 1;
+                        while taken < RECORDS_PER_TURN
+                            && !self.stopping()
+                            && self.backpressure_wait().is_none()
+                        {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(message))) => {
+                                    self.take(message).await;
+                                    taken += 1;
+                                }
+                                Some(Some(Err(e))) => {
+                                    warn!(task_id = %self.task_id(), error = %e, "Kafka consumer error.");
+                                    break;
+                                }
+                                Some(None) | None => break,
+                            }
                         }
+                        self.publish_read_counts();
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         warn!(task_id = %self.task_id(), error = %e, "Kafka consumer error.");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    None => {
+                        // rdkafka's message stream never ends; back off if it does.
+                        warn!(task_id = %self.task_id(), "Kafka message stream ended unexpectedly.");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
             }
         }
+    }
+
+    /// Adds one record to its chunk and puts the chunk when it is full.
+    async fn take(&mut self, message: BorrowedMessage<'_>) {
+        self.apply_group_events();
+        let full = self.append(&message);
+        drop(message);
+        if let Some(key) = full {
+            self.flush_partition(&key).await;
+        }
+    }
+
+    /// Adds the records and bytes read since the last call to the task report.
+    fn publish_read_counts(&mut self) {
+        let (records, bytes) = (self.unpublished_records, self.unpublished_bytes);
+        if records == 0 {
+            return;
+        }
+        self.unpublished_records = 0;
+        self.unpublished_bytes = 0;
+        self.update_report(|r| {
+            r.records_read += records;
+            r.bytes_read += bytes;
+        });
     }
 
     /// Returns how long to wait before reading the next record, when the
@@ -437,8 +503,15 @@ impl Runner {
     }
 
     fn apply_group_events(&mut self) {
-        let events = match self.consumer.context().events.lock() {
-            Ok(mut events) => std::mem::take(&mut *events),
+        let context = self.consumer.context();
+        if !context.pending.load(Ordering::Acquire) {
+            return;
+        }
+        let events = match context.events.lock() {
+            Ok(mut events) => {
+                context.pending.store(false, Ordering::Release);
+                std::mem::take(&mut *events)
+            }
             Err(_) => return,
         };
         for event in events {
@@ -537,10 +610,8 @@ impl Runner {
         let value = message.payload();
         let raw_len = record_key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         self.handles.limits.consume_bandwidth(raw_len);
-        self.update_report(|r| {
-            r.records_read += 1;
-            r.bytes_read += raw_len as u64;
-        });
+        self.unpublished_records += 1;
+        self.unpublished_bytes += raw_len as u64;
         let state = self
             .partitions
             .entry(key.clone())
@@ -671,6 +742,10 @@ impl Runner {
                 return Flushed::Abandoned;
             }
             let started = Instant::now();
+            // NOTE: the put blocks this task's loop, one object at a time.
+            // librdkafka keeps prefetching meanwhile, which hid the stall
+            // while tansu 0.6.0 served 15 MB/s in scripts/bench.sh runs; a
+            // faster broker needs puts in flight while the loop reads on.
             match self.store.put_if_absent(object_key, body, meta).await {
                 Ok(PutOutcome::Created) => {
                     self.record_success();
@@ -939,6 +1014,7 @@ impl Runner {
 
     /// Puts the open chunks and leaves the group.
     async fn shutdown(&mut self) {
+        self.publish_read_counts();
         self.apply_group_events();
         let keys: Vec<PartitionKey> = self
             .partitions
