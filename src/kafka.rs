@@ -10,6 +10,23 @@ use tracing::{debug, info, warn};
 
 use crate::config::InstanceSecurity;
 
+/// Runs `work`, a call that blocks on the broker (a flush, a committed-offset
+/// or watermark query), without stalling the other tasks of the runtime.
+///
+/// librdkafka invokes rebalance callbacks inside the consumer's poll, so a
+/// blocking call there holds a runtime worker thread. On the multi-threaded
+/// runtime `block_in_place` hands that worker's other tasks, such as the
+/// node's heartbeat loop, to another thread first. Elsewhere `work` runs
+/// directly.
+pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Returns a client configuration for `bootstrap_servers` with the settings
 /// every Weir client uses.
 pub fn client_config(bootstrap_servers: &str) -> ClientConfig {

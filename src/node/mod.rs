@@ -82,6 +82,18 @@ fn runner_backoff(failures: u32) -> Duration {
     Duration::from_secs((1u64 << failures.min(6)).min(60))
 }
 
+/// Longest wait for a runner to stop after its stop signal. A runner flushes
+/// its producer (up to 30 s) and commits before it ends; one that takes
+/// longer is aborted, which loses no record because its offsets stay
+/// uncommitted.
+const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// A runner that was told to stop and has not ended yet.
+struct StoppingTask {
+    handle: JoinHandle<()>,
+    since: std::time::Instant,
+}
+
 struct Node {
     args: NodeArgs,
     http: reqwest::Client,
@@ -89,6 +101,9 @@ struct Node {
     heartbeat_interval: Duration,
     limits: Arc<NodeLimits>,
     tasks: HashMap<String, RunningTask>,
+    /// Runners told to stop, by task id. The heartbeat loop never waits for
+    /// them, and a task starts again only once its old runner has ended.
+    stopping: HashMap<String, StoppingTask>,
     kafka: Option<KafkaSettings>,
 }
 
@@ -111,6 +126,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         http,
         limits,
         tasks: HashMap::new(),
+        stopping: HashMap::new(),
         kafka: None,
         args,
     };
@@ -326,9 +342,10 @@ impl Node {
             .collect();
         for id in stale {
             if let Some(running) = self.tasks.remove(&id) {
-                stop_task(running).await;
+                self.begin_stop(id, running);
             }
         }
+        self.reap_stopped();
         // A runner that ended by itself failed; it is started again after a backoff.
         let mut restart = Vec::new();
         for (id, running) in self.tasks.iter_mut() {
@@ -342,7 +359,7 @@ impl Node {
         }
         for (id, failures) in restart {
             self.tasks.remove(&id);
-            if let Some(spec) = wanted.get(&id) {
+            if let Some(spec) = wanted.get(&id).filter(|_| !self.stopping.contains_key(&id)) {
                 info!(task_id = %id, failures, "Starting a failed task runner again.");
                 let mut running = start_task(spec.clone(), kafka.clone(), Arc::clone(&self.limits));
                 running.failures = failures;
@@ -350,7 +367,7 @@ impl Node {
             }
         }
         for (id, spec) in wanted {
-            if self.tasks.contains_key(&id) {
+            if self.tasks.contains_key(&id) || self.stopping.contains_key(&id) {
                 continue;
             }
             self.tasks.insert(
@@ -360,9 +377,48 @@ impl Node {
         }
     }
 
+    /// Sends the stop signal to a runner and keeps its handle until it ends.
+    fn begin_stop(&mut self, id: String, running: RunningTask) {
+        let _ = running.stop.send(true);
+        info!(task_id = %id, "Stopping a task runner.");
+        self.stopping.insert(
+            id,
+            StoppingTask {
+                handle: running.handle,
+                since: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets the runners that have ended and aborts those that have not
+    /// ended within [`STOP_TIMEOUT`] of their stop signal.
+    fn reap_stopped(&mut self) {
+        self.stopping.retain(|id, stopping| {
+            if stopping.handle.is_finished() {
+                info!(task_id = %id, "Task runner stopped.");
+                return false;
+            }
+            if stopping.since.elapsed() >= STOP_TIMEOUT {
+                warn!(task_id = %id, timeout_s = STOP_TIMEOUT.as_secs(), "Task runner did not stop in time; aborting it. Its uncommitted records are read again by the next runner.");
+                stopping.handle.abort();
+                return false;
+            }
+            true
+        });
+    }
+
     async fn stop_all(&mut self) {
-        let tasks: Vec<RunningTask> = self.tasks.drain().map(|(_, t)| t).collect();
-        futures::future::join_all(tasks.into_iter().map(stop_task)).await;
+        let running: Vec<(String, RunningTask)> = self.tasks.drain().collect();
+        for (id, task) in running {
+            self.begin_stop(id, task);
+        }
+        let waits = self.stopping.drain().map(|(id, stopping)| async move {
+            let remaining = STOP_TIMEOUT.saturating_sub(stopping.since.elapsed());
+            if tokio::time::timeout(remaining, stopping.handle).await.is_err() {
+                warn!(task_id = %id, timeout_s = STOP_TIMEOUT.as_secs(), "Task runner did not stop in time at shutdown.");
+            }
+        });
+        futures::future::join_all(waits).await;
     }
 }
 
@@ -404,14 +460,5 @@ fn start_task(spec: Work, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> Runn
         report,
         failures: 0,
         ended_at: None,
-    }
-}
-
-async fn stop_task(running: RunningTask) {
-    let _ = running.stop.send(true);
-    let task_id = running.spec.task_id().to_string();
-    match tokio::time::timeout(Duration::from_secs(40), running.handle).await {
-        Ok(_) => {}
-        Err(_) => warn!(task_id = %task_id, "Task runner did not stop within 40 s."),
     }
 }

@@ -145,7 +145,7 @@ impl ConsumerContext for FlowContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        if let Err(e) = self.producer.flush(Duration::from_secs(30)) {
+        if let Err(e) = crate::kafka::blocking(|| self.producer.flush(Duration::from_secs(30))) {
             warn!(flow = %self.label, error = %e, "Flushing the producer before a revocation failed; the next owner repeats the unacknowledged records.");
         }
         let Ok(mut in_flight) = self.in_flight.lock() else {
@@ -173,7 +173,9 @@ impl ConsumerContext for FlowContext {
         match rebalance {
             Rebalance::Assign(assigned) => {
                 if self.pin_latest && assigned.count() > 0 {
-                    crate::kafka::pin_latest_start(consumer, assigned, &self.label);
+                    crate::kafka::blocking(|| {
+                        crate::kafka::pin_latest_start(consumer, assigned, &self.label)
+                    });
                 }
                 self.stats
                     .assigned_partitions
@@ -327,7 +329,7 @@ impl Worker {
                 }
             }
         };
-        self.finish(&consumer, &producer, &in_flight);
+        crate::kafka::blocking(|| self.finish(&consumer, &producer, &in_flight));
         info!(flow = %label, "Replication consumer stopped.");
         result
     }

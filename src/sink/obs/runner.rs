@@ -103,7 +103,9 @@ impl ConsumerContext for GroupContext {
                 let partitions = partitions_of(tpl);
                 info!(task_id = %self.task_id, ?partitions, "Partitions assigned.");
                 if self.pin_latest && tpl.count() > 0 {
-                    crate::kafka::pin_latest_start(consumer, tpl, &self.task_id);
+                    crate::kafka::blocking(|| {
+                        crate::kafka::pin_latest_start(consumer, tpl, &self.task_id)
+                    });
                 }
                 if let Ok(mut events) = self.events.lock() {
                     events.push(GroupEvent::Assigned(partitions));
@@ -571,7 +573,7 @@ impl Runner {
                 self.release(chunk);
             }
         }
-        self.seek_to_committed();
+        crate::kafka::blocking(|| self.seek_to_committed());
     }
 
     fn seek_to_committed(&self) {
