@@ -111,7 +111,15 @@ enum Beat {
     Assigned(Box<HeartbeatResponse>),
     Reregister,
     Gone,
-    Failed,
+    /// The heartbeat failed, for the reason given.
+    Failed(String),
+}
+
+/// Whether the `failures`-th heartbeat failure in a row is logged: the first
+/// five, then one in 30, so that a node whose server is gone for good does
+/// not log every second.
+fn log_heartbeat_failure(failures: u32) -> bool {
+    failures <= 5 || failures.is_multiple_of(30)
 }
 
 /// Runs a node until the connector is deleted or the process gets SIGTERM.
@@ -165,8 +173,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 info!(node_id = %node.node_id, "Connector no longer exists; stopping.");
                 break;
             }
-            Beat::Failed => {
+            Beat::Failed(reason) => {
                 failures += 1;
+                if log_heartbeat_failure(failures) {
+                    warn!(node_id = %node.node_id, server = %node.args.server, failures, error = %reason, "Heartbeat failed; tasks keep running and the node retries every second.");
+                }
             }
         }
         tokio::select! {
@@ -282,21 +293,15 @@ impl Node {
         match sent {
             Ok(response) if response.status().is_success() => match response.json().await {
                 Ok(body) => Beat::Assigned(Box::new(body)),
-                Err(e) => {
-                    warn!(error = %e, "Invalid heartbeat response.");
-                    Beat::Failed
-                }
+                Err(e) => Beat::Failed(format!("invalid heartbeat response: {e}")),
             },
             Ok(response) if response.status() == StatusCode::NOT_FOUND => Beat::Reregister,
             Ok(response) if response.status() == StatusCode::GONE => Beat::Gone,
-            Ok(response) => {
-                warn!(status = %response.status(), "Heartbeat rejected.");
-                Beat::Failed
-            }
-            Err(e) => {
-                warn!(error = %e, "Heartbeat failed; tasks keep running.");
-                Beat::Failed
-            }
+            Ok(response) => Beat::Failed(format!(
+                "heartbeat rejected with HTTP {}",
+                response.status()
+            )),
+            Err(e) => Beat::Failed(format!("heartbeat request failed: {e}")),
         }
     }
 
@@ -460,5 +465,16 @@ fn start_task(spec: Work, kafka: KafkaSettings, limits: Arc<NodeLimits>) -> Runn
         report,
         failures: 0,
         ended_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_failures_are_logged_first_then_one_in_thirty() {
+        let logged: Vec<u32> = (1..=95).filter(|&n| log_heartbeat_failure(n)).collect();
+        assert_eq!(logged, vec![1, 2, 3, 4, 5, 30, 60, 90]);
     }
 }
