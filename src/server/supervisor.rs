@@ -26,6 +26,7 @@ struct Slot {
 }
 
 pub struct Supervisor {
+    state: SharedState,
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -45,30 +46,83 @@ impl Supervisor {
     pub fn start(state: SharedState) -> Self {
         let slots = Arc::new(Mutex::new(HashMap::new()));
         let loop_slots = Arc::clone(&slots);
+        let loop_state = state.clone();
         let started = now_ms();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tick.tick().await;
-                if !state.config.nodes.spawn {
+                if !loop_state.config.nodes.spawn {
                     continue;
                 }
                 let mut slots = loop_slots.lock().await;
-                if let Err(e) = reconcile(&state, &mut slots, started).await {
+                if let Err(e) = reconcile(&loop_state, &mut slots, started).await {
                     warn!(error = %e, "Node supervision pass failed.");
                 }
             }
         });
-        Self { slots, task }
+        Self { state, slots, task }
     }
 
-    /// Stops every child node (SIGTERM, then SIGKILL after 15 s).
+    /// Stops every child node, and every node this server adopted after a
+    /// restart (SIGTERM, then SIGKILL after 15 s).
     pub async fn shutdown(self) {
         self.task.abort();
         let mut slots = self.slots.lock().await;
         for (id, slot) in slots.iter_mut() {
             if let Some(child) = slot.child.as_mut() {
                 terminate(id, child).await;
+            }
+        }
+        if self.state.config.nodes.spawn {
+            let children: Vec<String> = slots
+                .iter()
+                .filter(|(_, slot)| slot.child.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            terminate_adopted(&self.state, &children).await;
+        }
+    }
+}
+
+/// Stops the local nodes from before the last server restart: they were
+/// started by an earlier server process, so they are not children of this
+/// one and are found by the pid they registered.
+async fn terminate_adopted(state: &SharedState, children: &[String]) {
+    let nodes = match state.store.connectors() {
+        Ok(connectors) => connectors
+            .iter()
+            .filter_map(|c| state.store.nodes_of(&c.id).ok())
+            .flatten()
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            warn!(error = %e, "Reading the nodes at shutdown failed; nodes from before the last restart keep running.");
+            return;
+        }
+    };
+    let adopted: Vec<(String, u32)> = nodes
+        .into_iter()
+        .filter(|n| n.host == state.hostname && !children.contains(&n.id))
+        .filter(|n| is_node_process(n.pid, &n.id))
+        .map(|n| (n.id, n.pid))
+        .collect();
+    for (id, pid) in &adopted {
+        info!(node_id = %id, pid, "Stopping a node from before the last server restart.");
+        // SAFETY: kill(2) on a pid whose command line names this node.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (id, pid) in &adopted {
+        while is_node_process(*pid, id) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if is_node_process(*pid, id) {
+            warn!(node_id = %id, pid, "Node did not stop within 15 s; killing it.");
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
             }
         }
     }

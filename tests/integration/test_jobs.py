@@ -8,11 +8,13 @@ node token. That makes the EXTENDING phase as long as the test needs.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
 from harness.checks import assert_error, observe_states
+from harness.procs import pid_alive, wait_until
 from harness.tasks import obs_task, sink_config
 
 MANUAL_NODES = {"nodes": {"spawn": False}}
@@ -23,7 +25,7 @@ def job_status(api, instance_id: str, job_id: str) -> str:
     return api.show_job(instance_id, job_id)["tasks"][0]["status"]
 
 
-def assert_stays(fetch, expected: str, seconds: float) -> None:
+def assert_stays(fetch, expected: object, seconds: float) -> None:
     """Check that fetch() returns `expected` on every poll for `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -154,6 +156,30 @@ def test_spawning_job_survives_server_kill(weir_server):
     server.wait_node_count(2, timeout=60)
     time.sleep(5)
     assert len(server.node_pids()) == 2, server.node_pids()
+
+
+@pytest.mark.faults
+def test_server_stop_stops_nodes_it_adopted(weir_server):
+    """Nodes that outlive a server crash are adopted by the next server, and
+    a clean stop of that server stops them as it stops its own children."""
+    server = weir_server()
+    api = server.api
+    instance_id = server.instance_ids[0]
+    api.enable_connector(instance_id, {"node_cnt": 2})
+    old_pids = sorted(server.wait_node_count(2))
+
+    server.kill9()
+    server.restart()
+    api.wait_instance_status(instance_id, "RUNNING", timeout=60)
+    assert_stays(lambda: sorted(server.node_pids()), old_pids, 5)
+
+    server.process.signal(signal.SIGTERM)
+    server.process.popen.wait(timeout=60)
+    wait_until(
+        lambda: not any(pid_alive(pid) for pid in old_pids),
+        timeout=30,
+        message=lambda: f"adopted nodes {old_pids} to exit after the server's SIGTERM",
+    )
 
 
 def test_delete_connector_job_states(weir_server):
