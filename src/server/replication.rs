@@ -8,6 +8,7 @@ use super::AppState;
 use super::source_task::parse_topics_mapping;
 use crate::config::InstanceSecurity;
 use crate::protocol::{ClusterSpec, FlowSpec, ReplicationSpec};
+use crate::replicator::topics;
 use crate::store::{Instance, Task};
 
 /// Returns how many of `task_num` consumers the node at `index` of `nodes`
@@ -138,6 +139,90 @@ pub fn replication_spec(
             .map(|f| f as i32),
         refresh_interval_ms: state.config.nodes.topic_refresh_interval_ms,
     })
+}
+
+/// A source topic that two replication tasks would copy into the same target
+/// topic between the same clusters.
+#[derive(Debug, PartialEq)]
+pub struct Overlap {
+    pub task_name: String,
+    pub direction: String,
+    pub source_topic: String,
+    pub target_topic: String,
+}
+
+/// Bootstrap list in a canonical form, so that two spellings of one cluster
+/// compare equal.
+fn cluster_key(bootstrap_servers: &str) -> Vec<String> {
+    let mut servers: Vec<String> = bootstrap_servers
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers
+}
+
+/// Finds a replication task of `instance`, other than `task`, that would
+/// write one of `task`'s target topics from the same source cluster into the
+/// same target cluster, so that every record would be copied twice.
+///
+/// Topic lists are compared by name after renaming and mapping. Two
+/// `topics_regex` tasks overlap when their patterns and renaming are equal.
+/// NOTE: a regex task and a listed-topics task, or two different regexes,
+/// are not compared, because their overlap depends on topics created later.
+pub fn overlapping_task(
+    state: &AppState,
+    instance: &Instance,
+    task: &Task,
+    others: &[Task],
+) -> Option<Overlap> {
+    let spec = replication_spec(state, instance, task, 1, 0)?;
+    for other in others.iter().filter(|o| o.id != task.id) {
+        let Some(other_spec) = replication_spec(state, instance, other, 1, 0) else {
+            continue;
+        };
+        for flow in &spec.flows {
+            for other_flow in &other_spec.flows {
+                let same_clusters = cluster_key(&flow.source.bootstrap_servers)
+                    == cluster_key(&other_flow.source.bootstrap_servers)
+                    && cluster_key(&flow.target.bootstrap_servers)
+                        == cluster_key(&other_flow.target.bootstrap_servers);
+                if !same_clusters {
+                    continue;
+                }
+                let overlap = |source_topic: &str, target_topic: String| Overlap {
+                    task_name: other.name.clone(),
+                    direction: flow.direction.clone(),
+                    source_topic: source_topic.to_string(),
+                    target_topic,
+                };
+                match (&spec.topics_regex, &other_spec.topics_regex) {
+                    (None, None) => {
+                        for topic in &spec.topics {
+                            let target = topics::target_topic(flow, topic);
+                            if other_spec
+                                .topics
+                                .iter()
+                                .any(|t| topics::target_topic(other_flow, t) == target)
+                            {
+                                return Some(overlap(topic, target));
+                            }
+                        }
+                    }
+                    (Some(regex), Some(other_regex))
+                        if regex == other_regex
+                            && flow.rename_prefix == other_flow.rename_prefix =>
+                    {
+                        return Some(overlap(regex, format!("{regex} (topics_regex)")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

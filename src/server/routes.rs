@@ -334,6 +334,7 @@ pub(super) async fn task_create(
         restarting: false,
         created_at: now_ms(),
     };
+    reject_overlap(&state, &instance, &task)?;
     match state.store.insert_task(&task) {
         Ok(()) => {}
         Err(Conflict::DuplicateName(name)) => {
@@ -353,6 +354,19 @@ pub(super) async fn task_create(
     info!(instance_id = %instance.id, task_id = %task.id, task_name = %task.name, desired = %task.desired, "Task created.");
     let nodes = state.store.nodes_of(&connector.id)?;
     Ok(Json(render::task(&state, &task, &nodes)))
+}
+
+/// Rejects a replication task that would copy records another task of the
+/// instance already copies.
+fn reject_overlap(state: &super::AppState, instance: &Instance, task: &Task) -> ApiResult<()> {
+    let others = state.store.tasks(&instance.id)?;
+    match super::replication::overlapping_task(state, instance, task, &others) {
+        None => Ok(()),
+        Some(overlap) => Err(ApiError::invalid(format!(
+            "Invalid topics: task {:?} already replicates {:?} into {:?} in the same direction ({}) between the same clusters, so every record would be copied twice. Choose other topics, or modify or delete that task.",
+            overlap.task_name, overlap.source_topic, overlap.target_topic, overlap.direction
+        ))),
+    }
 }
 
 pub(super) async fn task_list(
@@ -457,6 +471,7 @@ pub(super) async fn task_modify(
         )));
     }
     task.entity = request.entity;
+    reject_overlap(&state, &instance, &task)?;
     state.store.update_task(&task)?;
     info!(instance_id = %instance.id, task_id = %task.id, "Task modified.");
     let (_, nodes) = connector_nodes(&state, &instance.id)?;

@@ -238,6 +238,38 @@ def test_bad_source_task_rejected(repl_server, source, code, fragment):
     assert fragment in response.json()["error_msg"]
 
 
+def test_task_copying_the_same_records_twice_rejected(repl_server):
+    api = repl_server.api
+    instance_id = repl_server.instance_ids[0]
+    topic = f"dup-{uuid.uuid4().hex[:6]}"
+    peer = "127.0.0.1:1"
+
+    def create(topics: str, expect=200, **source):
+        body = replicator_task(topics, **{"bootstrap_servers": peer, **source})
+        body["start_later"] = True
+        return api.create_task(instance_id, body, expect=expect)
+
+    first = create(f"{topic},{topic}-other", current_cluster_name="a", cluster_name="b").json()
+    # The same peer spelled differently is the same cluster.
+    response = create(topic, expect=None, bootstrap_servers=f" {peer} ")
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == "DMS.00400062"
+    assert first["task_name"] in response.json()["error_msg"]
+    assert "copied twice" in response.json()["error_msg"]
+    # A mapping onto a topic the first task writes overlaps too.
+    response = create(f"{topic}-third", expect=None, topics_mapping=f"{topic}-third:{topic}")
+    assert response.status_code == 400, response.text
+
+    # Renamed copies, the other direction and another topic are separate records.
+    others = [
+        create(topic, rename_topic_enabled=True, current_cluster_name="a", cluster_name="b").json(),
+        create(topic, direction="push").json(),
+        create(f"{topic}-new").json(),
+    ]
+    for task in [first, *others]:
+        api.delete_task(instance_id, task["id"])
+
+
 def test_replication_factor_above_peer_brokers_rejected(repl_server, peer):
     api = repl_server.api
     peer_id = api.add_instance(task_name("peer"), peer.bootstrap, broker_num=1)
