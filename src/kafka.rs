@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 
 use std::time::Duration;
 
+use std::sync::Mutex;
+
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::InstanceSecurity;
@@ -26,6 +30,103 @@ pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
         _ => work(),
     }
 }
+
+/// Cause of a failed connection to a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionFailure {
+    Unreachable,
+    Authentication,
+    Tls,
+}
+
+impl ConnectionFailure {
+    /// Classifies a librdkafka error code and its message.
+    pub fn classify(code: RDKafkaErrorCode, reason: &str) -> Self {
+        let reason = reason.to_ascii_lowercase();
+        match code {
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+                Self::Authentication
+            }
+            RDKafkaErrorCode::SSL => Self::Tls,
+            _ if reason.contains("ssl")
+                || reason.contains("tls")
+                || reason.contains("certificate") =>
+            {
+                Self::Tls
+            }
+            _ if reason.contains("sasl") || reason.contains("authentication") => {
+                Self::Authentication
+            }
+            _ => Self::Unreachable,
+        }
+    }
+}
+
+/// Client context that keeps the connection errors librdkafka reports, so
+/// that a timeout can be explained by its cause. Logs and errors reach the
+/// context only while the client is polled or waits in a blocking call.
+#[derive(Default)]
+pub struct ConnectionErrors {
+    errors: Mutex<Vec<(RDKafkaErrorCode, String)>>,
+}
+
+/// Most errors a [`ConnectionErrors`] keeps; later ones replace the oldest.
+const MAX_KEPT_ERRORS: usize = 32;
+
+impl ConnectionErrors {
+    fn push(&self, code: RDKafkaErrorCode, reason: &str) {
+        if let Ok(mut errors) = self.errors.lock() {
+            if errors.len() >= MAX_KEPT_ERRORS {
+                errors.remove(0);
+            }
+            errors.push((code, reason.to_string()));
+        }
+    }
+
+    /// Returns the most specific error seen: an authentication or TLS
+    /// failure outranks the transport errors that follow it.
+    pub fn worst(&self) -> Option<(ConnectionFailure, String)> {
+        let errors = self.errors.lock().ok()?;
+        errors
+            .iter()
+            .map(|(code, reason)| (ConnectionFailure::classify(*code, reason), reason.clone()))
+            .min_by_key(|(failure, _)| match failure {
+                ConnectionFailure::Authentication => 0,
+                ConnectionFailure::Tls => 1,
+                ConnectionFailure::Unreachable => 2,
+            })
+    }
+
+    /// Appends the most specific error seen to `message`, for errors of calls
+    /// that only report a timeout.
+    pub fn explain(&self, message: String) -> String {
+        match self.worst() {
+            Some((_, reason)) => format!("{message}; connection error: {reason}"),
+            None => message,
+        }
+    }
+}
+
+impl ClientContext for ConnectionErrors {
+    /// Keeps connection failures: librdkafka reports SASL and TLS failures
+    /// of a connection in `FAIL` log lines, not through the error callback.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            self.push(RDKafkaErrorCode::BrokerTransportFailure, message);
+        }
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            warn!(facility = fac, "librdkafka: {message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code() {
+            self.push(code, reason);
+        }
+    }
+}
+
+impl ConsumerContext for ConnectionErrors {}
 
 /// Returns a client configuration for `bootstrap_servers` with the settings
 /// every Weir client uses.
@@ -112,4 +213,45 @@ pub fn pin_latest_start<C: ConsumerContext>(
         }
     }
     info!(task = %label, partitions = pinned.count(), "Start offsets of new partitions committed at the high watermark.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_prefers_reason_words() {
+        use ConnectionFailure::*;
+        let classify = ConnectionFailure::classify;
+        assert_eq!(
+            classify(RDKafkaErrorCode::Authentication, "x"),
+            Authentication
+        );
+        assert_eq!(
+            classify(
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "SSL handshake failed"
+            ),
+            Tls
+        );
+        assert_eq!(
+            classify(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down"),
+            Unreachable
+        );
+    }
+
+    #[test]
+    fn worst_error_outranks_later_transport_errors() {
+        let errors = ConnectionErrors::default();
+        assert_eq!(errors.explain("timed out".into()), "timed out");
+        errors.push(
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            "SASL authentication error: bad password",
+        );
+        errors.push(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down");
+        assert_eq!(
+            errors.explain("timed out".into()),
+            "timed out; connection error: SASL authentication error: bad password"
+        );
+    }
 }

@@ -363,11 +363,19 @@ impl Node {
             }
         }
         for (id, failures) in restart {
-            self.tasks.remove(&id);
+            let previous_error = self
+                .tasks
+                .remove(&id)
+                .and_then(|old| old.report.lock().ok().and_then(|r| r.error.clone()));
             if let Some(spec) = wanted.get(&id).filter(|_| !self.stopping.contains_key(&id)) {
                 info!(task_id = %id, failures, "Starting a failed task runner again.");
                 let mut running = start_task(spec.clone(), kafka.clone(), Arc::clone(&self.limits));
                 running.failures = failures;
+                // The new runner shows why the last one failed until it runs.
+                if let (Some(error), Ok(mut report)) = (previous_error, running.report.lock()) {
+                    report.state = "failing".to_string();
+                    report.error = Some(error);
+                }
                 self.tasks.insert(id, running);
             }
         }

@@ -264,19 +264,7 @@ impl Worker {
                 self.flow.target.bootstrap_servers
             )
         })?;
-        let target_id = {
-            let producer = producer.clone();
-            tokio::task::spawn_blocking(move || {
-                producer.client().fetch_cluster_id(METADATA_TIMEOUT)
-            })
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the target cluster {} did not return metadata within 10 s",
-                    self.flow.target.bootstrap_servers
-                )
-            })?
-        };
+        let target_id = cluster_id(&self.flow.target).await?;
         let admin: AdminClient<DefaultClientContext> = cluster_config(&self.flow.target, true)
             .create()
             .context("creating the target admin client failed")?;
@@ -657,17 +645,45 @@ impl Worker {
 }
 
 /// Returns the topics of a cluster with their partition counts.
+/// Creates a client of `cluster` whose context keeps connection errors.
+fn explaining_client(
+    cluster: &ClusterSpec,
+) -> anyhow::Result<BaseConsumer<crate::kafka::ConnectionErrors>> {
+    cluster_config(cluster, false)
+        .create_with_context(crate::kafka::ConnectionErrors::default())
+        .with_context(|| format!("creating a client for {} failed", cluster.bootstrap_servers))
+}
+
+/// Reads the cluster id of `cluster`, which keys replication progress.
+async fn cluster_id(cluster: &ClusterSpec) -> anyhow::Result<String> {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        let client = explaining_client(&cluster)?;
+        client
+            .client()
+            .fetch_cluster_id(METADATA_TIMEOUT)
+            .ok_or_else(|| {
+                anyhow::anyhow!(client.context().explain(format!(
+                    "the cluster {} did not return its cluster id within {} s",
+                    cluster.bootstrap_servers,
+                    METADATA_TIMEOUT.as_secs()
+                )))
+            })
+    })
+    .await?
+}
+
 pub async fn list_topics(cluster: &ClusterSpec) -> anyhow::Result<BTreeMap<String, i32>> {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            cluster_config(&cluster, false).create().with_context(|| {
-                format!("creating a client for {} failed", cluster.bootstrap_servers)
-            })?;
+        let consumer = explaining_client(&cluster)?;
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)
-            .with_context(|| {
-                format!("reading the topics of {} failed", cluster.bootstrap_servers)
+            .map_err(|e| {
+                anyhow::anyhow!(consumer.context().explain(format!(
+                    "reading the topics of {} failed: {e}",
+                    cluster.bootstrap_servers
+                )))
             })?;
         Ok(metadata
             .topics()

@@ -55,11 +55,11 @@ pub async fn run(
     }
     info!(task_id = %spec.task_id, consumers = workers.len(), flows = spec.flows.len(), offset_syncs = syncs.len(), "Replication task started.");
     if let Ok(mut report) = handles.report.lock() {
-        report.state = if workers.is_empty() {
-            "running".to_string()
-        } else {
-            "starting".to_string()
-        };
+        if workers.is_empty() {
+            report.state = "running".to_string();
+        } else if report.error.is_none() {
+            report.state = "starting".to_string();
+        }
     }
 
     let mut stop = handles.stop.clone();
@@ -127,6 +127,12 @@ fn publish(handles: &RunnerHandles, stats: &[Arc<WorkerStats>], idle: bool) {
     let error = stats
         .iter()
         .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()));
+    // Until a consumer runs, the error of the previous run (kept by the node
+    // when it restarted this task) stays visible.
+    let error = match (error, running) {
+        (None, false) => report.error.take(),
+        (error, _) => error,
+    };
     report.state = match (&error, running) {
         (Some(_), _) => "failing",
         (None, true) => "running",

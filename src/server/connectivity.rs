@@ -3,17 +3,13 @@
 //! is reachable and accepts the credentials, without creating anything.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use bytes::Bytes;
-use rdkafka::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -28,85 +24,32 @@ use crate::config::InstanceSecurity;
 /// Time the probe waits for the peer's metadata.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Cause of a failed probe of a peer cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeFailure {
-    Unreachable,
-    Authentication,
-    Tls,
-}
+use crate::kafka::ConnectionFailure as ProbeFailure;
 
-impl ProbeFailure {
-    fn error(self, bootstrap: &str, detail: &str) -> ApiError {
-        let (code, what, hint) = match self {
-            ProbeFailure::Unreachable => (
-                "WEIR.00400101",
-                "is unreachable",
-                "check bootstrap_servers and that the brokers listen there",
-            ),
-            ProbeFailure::Authentication => (
-                "WEIR.00400102",
-                "rejected the credentials",
-                "check sasl_mechanism, user_name and password",
-            ),
-            ProbeFailure::Tls => (
-                "WEIR.00400103",
-                "failed the TLS handshake",
-                "check security_protocol and the broker's certificate",
-            ),
-        };
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            code,
-            format!("The peer cluster {bootstrap} {what} ({detail}); {hint}."),
-        )
-    }
-}
-
-/// Collects the errors librdkafka reports while the probe runs.
-#[derive(Default)]
-struct ProbeContext {
-    errors: Mutex<Vec<(RDKafkaErrorCode, String)>>,
-}
-
-impl ClientContext for ProbeContext {
-    /// Keeps connection failures: librdkafka reports SASL and TLS failures
-    /// of a connection in `FAIL` log lines, not through the error callback.
-    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if fac == "FAIL"
-            && let Ok(mut errors) = self.errors.lock()
-        {
-            errors.push((
-                RDKafkaErrorCode::BrokerTransportFailure,
-                message.to_string(),
-            ));
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if let (Some(code), Ok(mut errors)) = (error.rdkafka_error_code(), self.errors.lock()) {
-            errors.push((code, reason.to_string()));
-        }
-    }
-}
-
-impl ConsumerContext for ProbeContext {}
-
-fn classify(code: RDKafkaErrorCode, reason: &str) -> ProbeFailure {
-    let reason = reason.to_ascii_lowercase();
-    match code {
-        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
-            ProbeFailure::Authentication
-        }
-        RDKafkaErrorCode::SSL => ProbeFailure::Tls,
-        _ if reason.contains("ssl") || reason.contains("tls") || reason.contains("certificate") => {
-            ProbeFailure::Tls
-        }
-        _ if reason.contains("sasl") || reason.contains("authentication") => {
-            ProbeFailure::Authentication
-        }
-        _ => ProbeFailure::Unreachable,
-    }
+/// Returns the API error of a failed probe.
+fn probe_error(failure: ProbeFailure, bootstrap: &str, detail: &str) -> ApiError {
+    let (code, what, hint) = match failure {
+        ProbeFailure::Unreachable => (
+            "WEIR.00400101",
+            "is unreachable",
+            "check bootstrap_servers and that the brokers listen there",
+        ),
+        ProbeFailure::Authentication => (
+            "WEIR.00400102",
+            "rejected the credentials",
+            "check sasl_mechanism, user_name and password",
+        ),
+        ProbeFailure::Tls => (
+            "WEIR.00400103",
+            "failed the TLS handshake",
+            "check security_protocol and the broker's certificate",
+        ),
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        code,
+        format!("The peer cluster {bootstrap} {what} ({detail}); {hint}."),
+    )
 }
 
 /// Connects to `bootstrap` with `security` and reads the cluster metadata.
@@ -126,30 +69,15 @@ pub fn probe(
         config.set(key, value);
     }
     config.set("socket.timeout.ms", "10000");
-    let consumer: BaseConsumer<ProbeContext> = config
-        .create_with_context(ProbeContext::default())
+    let consumer: BaseConsumer<crate::kafka::ConnectionErrors> = config
+        .create_with_context(crate::kafka::ConnectionErrors::default())
         .map_err(|e| (ProbeFailure::Unreachable, e.to_string()))?;
     let result = consumer.fetch_metadata(None, timeout);
     // Logs and errors reach the context only while the client is polled.
     for _ in 0..5 {
         let _ = consumer.poll(Duration::from_millis(20));
     }
-    let reported = consumer
-        .context()
-        .errors
-        .lock()
-        .map(|e| e.clone())
-        .unwrap_or_default();
-    // An authentication or TLS failure outranks the generic transport errors
-    // that follow it.
-    let worst = reported
-        .iter()
-        .map(|(code, reason)| (classify(*code, reason), reason.clone()))
-        .min_by_key(|(failure, _)| match failure {
-            ProbeFailure::Authentication => 0,
-            ProbeFailure::Tls => 1,
-            ProbeFailure::Unreachable => 2,
-        });
+    let worst = consumer.context().worst();
     match (result, worst) {
         (Ok(metadata), None) => Ok(metadata.brokers().len()),
         (Ok(metadata), Some((ProbeFailure::Unreachable, _))) => Ok(metadata.brokers().len()),
@@ -241,7 +169,7 @@ pub(super) async fn validate_connectivity(
         }
         Err((failure, detail)) => {
             info!(instance_id = %instance.id, peer = %bootstrap, ?failure, %detail, "Peer cluster validation failed.");
-            Err(failure.error(&bootstrap, &detail))
+            Err(probe_error(failure, &bootstrap, &detail))
         }
     }
 }
@@ -249,25 +177,6 @@ pub(super) async fn validate_connectivity(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classification_prefers_reason_words() {
-        assert_eq!(
-            classify(RDKafkaErrorCode::Authentication, "x"),
-            ProbeFailure::Authentication
-        );
-        assert_eq!(
-            classify(
-                RDKafkaErrorCode::BrokerTransportFailure,
-                "SSL handshake failed"
-            ),
-            ProbeFailure::Tls
-        );
-        assert_eq!(
-            classify(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down"),
-            ProbeFailure::Unreachable
-        );
-    }
 
     #[test]
     fn closed_port_is_unreachable() {
