@@ -128,6 +128,20 @@ impl ClientContext for ConnectionErrors {
 
 impl ConsumerContext for ConnectionErrors {}
 
+/// Polls `consumer` briefly so that the errors librdkafka queued for it
+/// reach its [`ConnectionErrors`] context.
+pub fn collect_connection_errors(consumer: &BaseConsumer<ConnectionErrors>) {
+    for _ in 0..5 {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+}
+
+/// Appends the most specific connection error of `consumer` to `message`.
+pub fn explain_failure(consumer: &BaseConsumer<ConnectionErrors>, message: String) -> String {
+    collect_connection_errors(consumer);
+    consumer.context().explain(message)
+}
+
 /// Returns a client configuration for `bootstrap_servers` with the settings
 /// every Weir client uses.
 pub fn client_config(bootstrap_servers: &str) -> ClientConfig {

@@ -663,11 +663,14 @@ async fn cluster_id(cluster: &ClusterSpec) -> anyhow::Result<String> {
             .client()
             .fetch_cluster_id(METADATA_TIMEOUT)
             .ok_or_else(|| {
-                anyhow::anyhow!(client.context().explain(format!(
-                    "the cluster {} did not return its cluster id within {} s",
-                    cluster.bootstrap_servers,
-                    METADATA_TIMEOUT.as_secs()
-                )))
+                anyhow::anyhow!(crate::kafka::explain_failure(
+                    &client,
+                    format!(
+                        "the cluster {} did not return its cluster id within {} s",
+                        cluster.bootstrap_servers,
+                        METADATA_TIMEOUT.as_secs()
+                    )
+                ))
             })
     })
     .await?
@@ -680,10 +683,13 @@ pub async fn list_topics(cluster: &ClusterSpec) -> anyhow::Result<BTreeMap<Strin
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)
             .map_err(|e| {
-                anyhow::anyhow!(consumer.context().explain(format!(
-                    "reading the topics of {} failed: {e}",
-                    cluster.bootstrap_servers
-                )))
+                anyhow::anyhow!(crate::kafka::explain_failure(
+                    &consumer,
+                    format!(
+                        "reading the topics of {} failed: {e}",
+                        cluster.bootstrap_servers
+                    )
+                ))
             })?;
         Ok(metadata
             .topics()

@@ -73,10 +73,7 @@ pub fn probe(
         .create_with_context(crate::kafka::ConnectionErrors::default())
         .map_err(|e| (ProbeFailure::Unreachable, e.to_string()))?;
     let result = consumer.fetch_metadata(None, timeout);
-    // Logs and errors reach the context only while the client is polled.
-    for _ in 0..5 {
-        let _ = consumer.poll(Duration::from_millis(20));
-    }
+    crate::kafka::collect_connection_errors(&consumer);
     let worst = consumer.context().worst();
     match (result, worst) {
         (Ok(metadata), None) => Ok(metadata.brokers().len()),

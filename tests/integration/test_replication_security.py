@@ -7,12 +7,13 @@ is not tested: tansu 0.6.0 has no PLAIN mechanism."""
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 
 import pytest
 
 from harness.kafka import TansuBroker
-from harness.procs import free_port
+from harness.procs import free_port, wait_until
 from harness.replication import wait_for_values
 from harness.tasks import task_name
 from harness.tls import TlsProxy, make_ca
@@ -206,3 +207,32 @@ def test_replication_over_scram_tls(secure_server, broker, tls_peer, certificate
         scram_config(tls_peer.tls_bootstrap, ca=ca),
         scram_source(tls_peer.tls_bootstrap, protocol="SASL_SSL"),
     )
+
+
+def test_task_with_rejected_password_shows_the_authentication_error(secure_server, scram_peer):
+    """A running task whose peer rejects its password turns FAILING, and its
+    error names the SASL failure rather than a bare metadata timeout."""
+    api = secure_server.api
+    instance_id = secure_server.instance_ids[0]
+    body = {
+        "task_name": task_name("sasl-wrong"),
+        "topics": f"sasl-wrong-{uuid.uuid4().hex[:6]}",
+        "source_type": "KAFKA_REPLICATOR_SOURCE",
+        "source_task": scram_source(scram_peer.bootstrap, password="wrong-password"),
+        "sink_type": "NONE",
+    }
+    created = api.create_task(instance_id, body).json()
+
+    def failing() -> dict | None:
+        shown = api.show_task(instance_id, created["id"])
+        return shown if shown.get("health") == "FAILING" and shown.get("error_msg") else None
+
+    shown = wait_until(failing, timeout=120, message="the task to show FAILING with an error_msg")
+    assert "authentication" in shown["error_msg"].lower(), shown["error_msg"]
+    assert "wrong-password" not in str(shown)
+    # It stays FAILING across the node's restarts of the runner.
+    for _ in range(20):
+        shown = api.show_task(instance_id, created["id"])
+        assert shown["health"] == "FAILING", shown
+        time.sleep(0.5)
+    api.delete_task(instance_id, created["id"])
