@@ -202,7 +202,7 @@ fn store_offsets<C: ConsumerContext>(
     }
 }
 
-pub(super) fn cluster_config(cluster: &ClusterSpec, producer: bool) -> rdkafka::ClientConfig {
+pub(crate) fn cluster_config(cluster: &ClusterSpec, producer: bool) -> rdkafka::ClientConfig {
     let mut config = crate::kafka::client_config(&cluster.bootstrap_servers);
     for (key, value) in &cluster.kafka {
         // Operator extras are consumer settings; producers take only the
@@ -217,8 +217,8 @@ pub(super) fn cluster_config(cluster: &ClusterSpec, producer: bool) -> rdkafka::
     config
 }
 
-/// Returns a consumer group id made of characters Kafka accepts.
-fn group_id(spec: &ReplicationSpec, flow: &FlowSpec, target_cluster_id: &str) -> String {
+/// Returns the progress group of a flow, made of characters Kafka accepts.
+pub(crate) fn group_id(spec: &ReplicationSpec, flow: &FlowSpec, target_cluster_id: &str) -> String {
     let clean: String = target_cluster_id
         .chars()
         .map(|c| {
@@ -655,7 +655,7 @@ fn explaining_client(
 }
 
 /// Reads the cluster id of `cluster`, which keys replication progress.
-async fn cluster_id(cluster: &ClusterSpec) -> anyhow::Result<String> {
+pub(crate) async fn cluster_id(cluster: &ClusterSpec) -> anyhow::Result<String> {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || {
         let client = explaining_client(&cluster)?;

@@ -225,6 +225,103 @@ pub fn overlapping_task(
     None
 }
 
+/// How often and how long [`remove_consumer_groups`] tries: the groups can
+/// be removed only once the nodes have stopped the task's consumers.
+const GROUP_REMOVAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const GROUP_REMOVAL_ATTEMPTS: u32 = 120;
+
+/// Removes in the background the consumer groups that a replication task
+/// left on its clusters: the progress group of each flow and generation on
+/// the flow's source, and the offset-probe group on its target. Generations
+/// below `from_generation` and up to `to_generation` are removed, so a
+/// restarted task keeps the group of its new generation.
+///
+/// NOTE: the removal lives in memory only. A server restart within the
+/// retry window leaves the remaining groups in place.
+pub fn remove_consumer_groups(
+    state: &AppState,
+    instance: &Instance,
+    task: &Task,
+    generations: std::ops::RangeInclusive<u64>,
+    probe_group: bool,
+) {
+    let Some(spec) = replication_spec(state, instance, task, 1, 0) else {
+        return;
+    };
+    tokio::spawn(async move {
+        for attempt in 1..=GROUP_REMOVAL_ATTEMPTS {
+            tokio::time::sleep(GROUP_REMOVAL_INTERVAL).await;
+            let mut remaining = 0;
+            for flow in &spec.flows {
+                let target_id = match crate::replicator::flow::cluster_id(&flow.target).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        remaining += 1;
+                        tracing::debug!(task_id = %spec.task_id, attempt, error = %e, "Reading the target cluster id failed; retrying the group removal.");
+                        continue;
+                    }
+                };
+                let progress: Vec<String> = generations
+                    .clone()
+                    .map(|generation| {
+                        let spec = ReplicationSpec {
+                            generation,
+                            ..spec.clone()
+                        };
+                        crate::replicator::flow::group_id(&spec, flow, &target_id)
+                    })
+                    .collect();
+                let mut removals = vec![(&flow.source, progress)];
+                if probe_group {
+                    removals.push((
+                        &flow.target,
+                        vec![format!("weir-{}-offset-probe", spec.task_id)],
+                    ));
+                }
+                for (cluster, groups) in removals {
+                    match delete_groups_on(cluster, &groups).await {
+                        Ok(left) => remaining += left,
+                        Err(e) => {
+                            remaining += 1;
+                            tracing::debug!(task_id = %spec.task_id, cluster = %cluster.bootstrap_servers, attempt, error = %e, "Removing replication consumer groups failed; retrying.");
+                        }
+                    }
+                }
+            }
+            if remaining == 0 {
+                return;
+            }
+        }
+        tracing::warn!(task_id = %spec.task_id, "Replication consumer groups were not all removed within 10 minutes; remove the groups named weir-TASK_ID-* by hand.");
+    });
+}
+
+/// Deletes `groups` on `cluster`. Returns how many of them are still there.
+async fn delete_groups_on(cluster: &ClusterSpec, groups: &[String]) -> anyhow::Result<usize> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let admin: AdminClient<DefaultClientContext> =
+        crate::replicator::flow::cluster_config(cluster, true).create()?;
+    let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().request_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut left = 0;
+    for result in admin.delete_groups(&names, &options).await? {
+        match result {
+            Ok(group) => {
+                tracing::info!(group = %group, cluster = %cluster.bootstrap_servers, "Replication consumer group removed.")
+            }
+            Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+            Err((group, code)) => {
+                tracing::debug!(group = %group, error = %code, "Replication consumer group not removed yet.");
+                left += 1;
+            }
+        }
+    }
+    Ok(left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

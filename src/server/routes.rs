@@ -489,6 +489,7 @@ pub(super) async fn task_delete(
         .map(|g| group_id(&task.id, g))
         .collect();
     state.store.delete_task(&task, &groups)?;
+    super::replication::remove_consumer_groups(&state, &instance, &task, 0..=task.generation, true);
     info!(instance_id = %instance.id, task_id = %task.id, "Task deleted; its consumer groups are queued for removal.");
     Ok(no_content())
 }
@@ -569,7 +570,14 @@ pub(super) async fn task_restart(
         task.restarting = true;
         task.desired = "RUNNING".to_string();
         set_pending_status(task, Some("RESTARTING"));
-    })
+    })?;
+    let (project_id, instance_id, task_id) = &ids;
+    let instance = load_instance(&state, &caller, project_id, instance_id)?;
+    let task = load_task(&state, &instance, task_id)?;
+    if let Some(previous) = task.generation.checked_sub(1) {
+        super::replication::remove_consumer_groups(&state, &instance, &task, 0..=previous, false);
+    }
+    Ok(no_content())
 }
 
 /// Records the status that ShowConnectorTask reports until a node runs the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import signal
 import os
+import re
 import time
 import uuid
 
@@ -162,7 +163,16 @@ def read_topics(bootstrap: str) -> set[str]:
     return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics)
 
 
+# How long both clusters get new records while a two-way task runs.
+TWO_WAY_SECONDS = 120
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_two_way_with_provenance_is_loop_free(repl_server, broker, peer):
+    """Both clusters get records for two minutes while a two-way task with
+    the provenance header copies them; afterwards every record exists exactly
+    once on each side."""
     topic = f"both-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 3)
     create_topic(peer.bootstrap, topic, 3)
@@ -178,13 +188,17 @@ def test_two_way_with_provenance_is_loop_free(repl_server, broker, peer):
         ),
     )
     here, there = [], []
-    for round_index in range(5):
-        here += produce_ids(broker.bootstrap, topic, f"here{round_index}", 200, 3)
-        there += produce_ids(peer.bootstrap, topic, f"there{round_index}", 200, 3)
-        time.sleep(1)
+    deadline = time.monotonic() + TWO_WAY_SECONDS
+    round_index = 0
+    while time.monotonic() < deadline:
+        here += produce_ids(broker.bootstrap, topic, f"here{round_index}", 100, 3)
+        there += produce_ids(peer.bootstrap, topic, f"there{round_index}", 100, 3)
+        round_index += 1
+        time.sleep(0.5)
+    print(f"{len(here)} records produced here and {len(there)} there in {TWO_WAY_SECONDS} s")
     expected = set(here) | set(there)
     for bootstrap in (broker.bootstrap, peer.bootstrap):
-        wait_for_values(bootstrap, topic, expected)
+        wait_for_values(bootstrap, topic, expected, timeout=300)
     # Let any loop show itself before counting.
     time.sleep(8)
     for name, bootstrap in (("local", broker.bootstrap), ("peer", peer.bootstrap)):
@@ -194,6 +208,24 @@ def test_two_way_with_provenance_is_loop_free(repl_server, broker, peer):
         assert set(counts) == expected, f"{name}: {len(expected - set(counts))} missing, {len(set(counts) - expected)} unexpected"
     copies = [r for r in read_topic(peer.bootstrap, topic) if r.value in set(here)]
     assert all(r.header(PROVENANCE) == b"here" for r in copies)
+
+
+def test_deleting_a_task_removes_its_consumer_groups(repl_server, broker, peer):
+    topic = create_topic(peer.bootstrap, f"groups-{uuid.uuid4().hex[:6]}", 2)
+    sent = produce_ids(peer.bootstrap, topic, "g", 200, 2)
+    task = start_task(repl_server, replicator_task(topic, bootstrap_servers=peer.bootstrap))
+    wait_for_values(broker.bootstrap, topic, set(sent))
+    # The progress group lives on the source and is named after the task,
+    # its generation, the direction and the target's cluster id.
+    cluster_id = re.sub(r"[^A-Za-z0-9_-]", "_", broker.cluster_id)
+    group = f"weir-{task['id']}-g0-pull-{cluster_id}"
+
+    def progress() -> dict[int, int]:
+        return group_offsets(peer.bootstrap, group, topic, 2)
+
+    wait_until(lambda: sum(progress().values()) == len(sent), timeout=30, message="the task's progress on the source")
+    repl_server.api.delete_task(repl_server.instance_ids[0], task["id"])
+    wait_until(lambda: not progress(), timeout=180, message=lambda: f"removal of group {group} (offsets {progress()})")
 
 
 def test_node_kill_loses_nothing(repl_server, broker, peer):

@@ -137,6 +137,11 @@ class Kafka:
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
 
+    @property
+    def cluster_id(self) -> str:
+        """The broker's cluster id from its metadata."""
+        return self.admin.list_topics(timeout=10).cluster_id
+
     @staticmethod
     def unique_topic(prefix: str) -> str:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
