@@ -16,7 +16,7 @@ size to a fresh target topic with the replicator producer's settings.
 Latency comes from delay_proxy.py in front of the source broker, which then
 advertises the proxy's port, so every connection to the source (metadata
 included) crosses the proxy. The baseline `-C` reads through the same proxy
-at the same delay. The target stays local, so `-P` runs once.
+at the same delay. The target stays local, so `-P` sees no delay.
 """
 
 from __future__ import annotations
@@ -235,6 +235,8 @@ def replicate(ctx: Context, connector, source: SourceCluster, backlog: Backlog, 
     node_pids = server.connector_node_pids(connector)
     nodes_cpu = system.CpuMeter(node_pids).start()
     proxy_cpu = system.CpuMeter(source.proxy_pids()).start()
+    source_cpu = system.CpuMeter([source.broker.process.pid]).start()
+    target_cpu = system.CpuMeter([ctx.broker.process.pid]).start()
     body = replicator_body(backlog.topic, source.bootstrap, target_topic)
     task_id = server.api.create_task(connector.instance_id, body).json()["id"]
     created_at = time.monotonic()
@@ -278,6 +280,8 @@ def replicate(ctx: Context, connector, source: SourceCluster, backlog: Backlog, 
         "seconds_from_create": finished_at - created_at,
         "node_cpu_seconds": nodes_cpu.stop(),
         "proxy_cpu_seconds": proxy_cpu.stop() if source.proxied else None,
+        "source_broker_cpu_seconds": source_cpu.stop(),
+        "target_broker_cpu_seconds": target_cpu.stop(),
     }
     server.api.delete_task(connector.instance_id, task_id)
     drop_topic(ctx, target_topic)
@@ -294,18 +298,22 @@ def drop_topic(ctx: Context, topic: str) -> None:
 
 def baseline_consume(ctx: Context, source: SourceCluster, backlog: Backlog) -> dict:
     proxy_cpu = system.CpuMeter(source.proxy_pids()).start()
+    broker_cpu = system.CpuMeter([source.broker.process.pid]).start()
     run = rates(rdkafka_consume(ctx.tools, source.bootstrap, backlog, REPLICATOR_CONSUMER_SETTINGS))
     run["proxy_cpu_seconds"] = proxy_cpu.stop() if source.proxied else None
+    run["source_broker_cpu_seconds"] = broker_cpu.stop()
     return run
 
 
 def baseline_produce(ctx: Context, backlog: Backlog) -> dict:
     topic = ctx.kafka.create_topic(ctx.kafka.unique_topic("bench-replica-baseline"), PARTITIONS)
+    broker_cpu = system.CpuMeter([ctx.broker.process.pid]).start()
     run = rates(
         rdkafka_produce(
             ctx.tools, ctx.kafka.bootstrap, topic, backlog.records, backlog.record_size, REPLICATOR_PRODUCER_SETTINGS
         )
     )
+    run["target_broker_cpu_seconds"] = broker_cpu.stop()
     drop_topic(ctx, topic)
     return run
 
@@ -333,14 +341,15 @@ def run_replication(ctx: Context) -> dict:
             64 * 1024,
         )
         ctx.log(f"replication: backlog of {backlog.records} records in {backlog.produce_seconds:.1f} s")
-        ctx.log("replication: baseline rdkafka_performance -P to the target")
-        produce = baseline_produce(ctx, backlog)
-        ctx.log(f"replication: -P {produce['mb_per_s']:.1f} MB/s")
         rows = []
         for rtt_ms in rtts:
             source.serve(rtt_ms)
             label = rtt_label(rtt_ms)
-            ctx.log(f"replication {label}: rdkafka_performance -C")
+            # The target is local at every RTT, but -P runs in every row, so
+            # that other work on the machine hits the baseline and Weir alike.
+            ctx.log(f"replication {label}: rdkafka_performance -P to the target")
+            produce = baseline_produce(ctx, backlog)
+            ctx.log(f"replication {label}: -P {produce['mb_per_s']:.1f} MB/s; rdkafka_performance -C")
             consume = baseline_consume(ctx, source, backlog)
             ctx.log(f"replication {label}: -C {consume['mb_per_s']:.1f} MB/s; Weir")
             weir = rates(replicate(ctx, connector, source, backlog))
@@ -352,6 +361,7 @@ def run_replication(ctx: Context) -> dict:
                     "rtt_ms": rtt_ms,
                     "proxy": rtt_ms is not None,
                     "consume": consume,
+                    "produce": produce,
                     "baseline": "consume" if baseline is consume else "produce",
                     "baseline_mb_per_s": baseline["mb_per_s"],
                     "weir": weir,
@@ -361,7 +371,6 @@ def run_replication(ctx: Context) -> dict:
         source.stop()
     return {
         "rows": rows,
-        "produce": produce,
         "backlog": backlog.as_dict(),
         "node_cnt": connector.node_cnt,
         "spec_code": THROUGHPUT_PROFILE,

@@ -131,7 +131,6 @@ def render_replication(section: dict) -> list[str]:
 
 def replication_method(section: dict) -> str:
     backlog = section["backlog"]
-    produce = section["produce"]
     consumer = section["consumer_settings"]
     return (
         f"A `pull` task (`task_num` {section['task_num']}, `consumer_strategy` earliest) on {section['node_cnt']} "
@@ -141,8 +140,8 @@ def replication_method(section: dict) -> str:
         "ShowConnectorTask that returned RUNNING to the poll (every 100 ms) at which every target partition's high "
         "watermark reached the source's; the seconds from the CreateConnectorTask response are in brackets. "
         "The baseline is the slower of `rdkafka_performance -C` on the source "
-        f"(through the same proxy) and `-P` of as many records to the target ({rate_cell(produce)}, "
-        f"{produce['cpu_seconds_per_gib']:.1f} CPU s/GiB), each by its own timing. "
+        "(through the same proxy) and `-P` of as many records to a fresh topic on the target, each by its own "
+        "timing and run just before Weir's. "
         f"Consumer settings of both: `fetch.max.bytes={consumer['fetch.max.bytes']}`, "
         f"`max.partition.fetch.bytes={consumer['max.partition.fetch.bytes']}`, "
         f"`fetch.wait.max.ms={consumer['fetch.wait.max.ms']}`, "
@@ -158,26 +157,40 @@ def replication_row(row: dict) -> list[str]:
     return [
         "direct" if row["rtt_ms"] is None else f"{row['rtt_ms']:g} ms",
         rate_cell(row["consume"]),
+        rate_cell(row["produce"]),
         f"-{'C' if row['baseline'] == 'consume' else 'P'}, {row['baseline_mb_per_s']:.1f} MB/s",
         rate_cell(weir),
         f"{weir['ratio']:.0%}",
         f"{weir['seconds']:.1f} ({weir['seconds_from_create']:.1f})",
         f"{weir['cpu_seconds_per_gib']:.1f}",
         f"{row['consume']['cpu_seconds_per_gib']:.1f}",
+        machine_cores(weir),
         f"{weir['duplicates']:,}",
         "n/a" if proxy_cpu is None else f"{proxy_cpu:.1f}",
     ]
 
 
+def machine_cores(run: dict) -> str:
+    """Return the CPU cores used during a replication run by the nodes and both brokers, with their sum."""
+    if "source_broker_cpu_seconds" not in run:
+        return "n/a"
+    parts = [run["node_cpu_seconds"], run["source_broker_cpu_seconds"], run["target_broker_cpu_seconds"]]
+    wall = max(run["seconds_from_create"], 1e-9)
+    cores = [value / wall for value in parts]
+    return " + ".join(f"{value:.2f}" for value in cores) + f" = {sum(cores):.2f}"
+
+
 REPLICATION_HEADER = [
     "RTT",
     "rdkafka_performance -C",
+    "rdkafka_performance -P",
     "baseline",
     "Weir",
     "Weir / baseline",
     "Weir s (from create)",
     "node CPU s/GiB",
     "-C CPU s/GiB",
+    "cores used by nodes + source + target tansu (Weir run)",
     "duplicates",
     "proxy CPU s (Weir run)",
 ]
