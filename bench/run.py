@@ -54,6 +54,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="backlog of the dump topics in MiB (default 1024, quick mode 4): one number for "
         "every record size, or SIZE=MIB pairs such as 100=256,1024=1024",
     )
+    parser.add_argument(
+        "--replication-mib",
+        type=int,
+        help="backlog of the replication section in MiB (default 256, quick mode 4)",
+    )
+    parser.add_argument(
+        "--replication-rtts",
+        default="",
+        help="round-trip times in ms that the replication section adds with its delay proxy, comma-separated; "
+        "`direct` is the path without the proxy (default direct,0,20,100, quick mode direct,100)",
+    )
     parser.add_argument("--weir-bin", type=Path, default=Path(os.environ.get("WEIR_BIN", REPO_ROOT / "target" / "release" / "weir")))
     parser.add_argument("--s3", choices=("s3s-fs", "moto"), default="s3s-fs", help="S3 server of the S3 column (default s3s-fs)")
     parser.add_argument("--work-dir", type=Path, help="directory for broker data, buckets and logs (default: a new one under /tmp)")
@@ -81,6 +92,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.dump_mib = parse_dump_mib(args.dump_mib, args.record_sizes)
     except ValueError:
         parser.error(f"--dump-mib must be a number or SIZE=MIB pairs, got {args.dump_mib!r}")
+    try:
+        args.replication_rtts = parse_rtts(args.replication_rtts)
+    except ValueError:
+        parser.error(f"--replication-rtts must be `direct` or numbers of ms, comma-separated, got {args.replication_rtts!r}")
+    if args.replication_mib is not None and args.replication_mib < 1:
+        parser.error(f"--replication-mib must be at least 1, got {args.replication_mib}")
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = [name for name in args.sections if name not in SECTION_NAMES]
     if unknown:
@@ -96,6 +113,16 @@ def parse_dump_mib(text: str, sizes: tuple[int, ...]) -> dict[int, int]:
         return {size: int(text) for size in sizes}
     pairs = (item.split("=", 1) for item in text.split(",") if item)
     return {int(size): int(mib) for size, mib in pairs}
+
+
+def parse_rtts(text: str) -> tuple[float | None, ...] | None:
+    """Parse --replication-rtts into ms (None for `direct`); None when empty."""
+    if not text:
+        return None
+    rtts = tuple(None if item.strip() == "direct" else float(item) for item in text.split(",") if item.strip())
+    if any(rtt is not None and rtt < 0 for rtt in rtts):
+        raise ValueError(f"negative round-trip time in {text!r}")
+    return rtts
 
 
 def wait_for_load(threshold: float, minutes: float) -> None:
@@ -227,6 +254,8 @@ def run(args) -> int:
         ctx = Context(
             args.quick, tools, work_dir, broker, kafka, s3, weir, specifications, args.record_sizes, args.dump_mib
         )
+        ctx.replication_mib = args.replication_mib
+        ctx.replication_rtts = args.replication_rtts
         ctx.servers.append(weir)
         failed_setup = False
         for name in args.sections:

@@ -48,6 +48,10 @@ class Context:
     # Backlog of the dump topic of each record size in MiB, where it is not
     # the mode's default.
     dump_mib: dict[int, int]
+    # Backlog of the replication section in MiB, and its round-trip times in
+    # ms (None for the direct path), where they are not the mode's default.
+    replication_mib: int | None = None
+    replication_rtts: tuple[float | None, ...] | None = None
     backlogs: dict[str, Backlog] = field(default_factory=dict)
     moto: MotoBench | None = None
     servers: list[BenchServer] = field(default_factory=list)
@@ -253,33 +257,7 @@ def rdkafka_consume(tools: Tools, bootstrap: str, backlog: Backlog, settings: di
     for key, value in settings.items():
         argv += ["-X", f"{key}={value}"]
 
-    log_path = Path(tempfile.mkstemp(prefix="rdkafka-consume-", suffix=".log")[1])
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    # os.wait4 reaps the child and returns its own resource usage.
-    try:
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid == process.pid:
-                break
-            if time.monotonic() - started > timeout:
-                raise AssertionError(
-                    f"rdkafka_performance -C on {backlog.topic} timed out after {timeout} s; see {log_path}"
-                )
-            time.sleep(0.02)
-    except BaseException:
-        # A time-out or a stop of the run: the child must not outlive it.
-        process.kill()
-        os.wait4(process.pid, 0)
-        raise
-    wall = time.monotonic() - started
-
-    text = log_path.read_text(errors="replace")
-    log_path.unlink()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise AssertionError(f"rdkafka_performance -C exited with {code}:\n{text[-2000:]}")
+    text, wall, usage = run_rdkafka_performance(argv, f"rdkafka_performance -C on {backlog.topic}", timeout)
     matches = re.findall(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms", text)
     if not matches:
         raise AssertionError(f"no summary line in rdkafka_performance output:\n{text[-2000:]}")
@@ -293,3 +271,76 @@ def rdkafka_consume(tools: Tools, bootstrap: str, backlog: Backlog, settings: di
         "peak_rss_bytes": usage.ru_maxrss * 1024,
         "argv": argv,
     }
+
+
+def rdkafka_produce(
+    tools: Tools, bootstrap: str, topic: str, records: int, record_size: int, settings: dict, timeout: float = 1800
+) -> dict:
+    """Write `records` records of `record_size` bytes (no key) to an existing
+    topic with `rdkafka_performance -P` and the random partitioner; return
+    its own timing (first produce call to last delivery report) and CPU."""
+    argv = [
+        str(tools.rdkafka_performance),
+        "-P",
+        "-t",
+        topic,
+        "-b",
+        bootstrap,
+        "-s",
+        str(record_size),
+        "-c",
+        str(records),
+    ]
+    for key, value in settings.items():
+        argv += ["-X", f"{key}={value}"]
+    text, wall, usage = run_rdkafka_performance(argv, f"rdkafka_performance -P to {topic}", timeout)
+    pattern = r"% (\d+) messages produced \((\d+) bytes\), (\d+) delivered \(offset -?\d+, (\d+) failed\) in (\d+)ms"
+    matches = re.findall(pattern, text)
+    if not matches:
+        raise AssertionError(f"no summary line in rdkafka_performance output:\n{text[-2000:]}")
+    produced, size, delivered, failed, millis = (int(value) for value in matches[-1])
+    if delivered != records or failed:
+        raise AssertionError(
+            f"rdkafka_performance -P delivered {delivered} of {records} records to {topic}, {failed} failed:\n"
+            f"{text[-2000:]}"
+        )
+    return {
+        "records": delivered,
+        "bytes": size,
+        "seconds": millis / 1000,
+        "seconds_wall": wall,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "argv": argv,
+    }
+
+
+def run_rdkafka_performance(argv: list[str], what: str, timeout: float) -> tuple[str, float, os.struct_rusage]:
+    """Run rdkafka_performance to its end; return its output, wall-clock
+    seconds and resource usage. Raises when it exits non-zero or times out."""
+    log_path = Path(tempfile.mkstemp(prefix="rdkafka-performance-", suffix=".log")[1])
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # os.wait4 reaps the child and returns its own resource usage.
+    try:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid == process.pid:
+                break
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"{what} timed out after {timeout} s; see {log_path}")
+            time.sleep(0.02)
+    except BaseException:
+        # A time-out or a stop of the run: the child must not outlive it.
+        process.kill()
+        os.wait4(process.pid, 0)
+        raise
+    wall = time.monotonic() - started
+
+    text = log_path.read_text(errors="replace")
+    log_path.unlink()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise AssertionError(f"{what} exited with {code}:\n{text[-2000:]}")
+    return text, wall, usage

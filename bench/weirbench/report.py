@@ -120,8 +120,80 @@ def render_dump(section: dict) -> list[str]:
 
 def render_replication(section: dict) -> list[str]:
     lines = section_head("2. Replication throughput", section)
-    lines += [f"Status: **{section.get('status', 'n/a')}**. {section.get('reason', '')}", ""]
+    rows = section.get("rows", [])
+    if not rows:
+        return lines
+    lines += [replication_method(section), ""]
+    lines += table(REPLICATION_HEADER, [replication_row(row) for row in rows])
+    lines.append("")
     return lines
+
+
+def replication_method(section: dict) -> str:
+    backlog = section["backlog"]
+    consumer = section["consumer_settings"]
+    return (
+        f"A `pull` task (`task_num` {section['task_num']}, `consumer_strategy` earliest) on {section['node_cnt']} "
+        f"nodes, node profile `{section['spec_code']}`, copies {bytes_text(backlog['bytes'])} "
+        f"({backlog['records']:,} records of {size_text(backlog['record_size'])}, {backlog['partitions']} partitions) "
+        "from a second tansu broker to a fresh topic on the main one. Weir's time runs from the first "
+        "ShowConnectorTask that returned RUNNING to the poll (every 100 ms) at which every target partition's high "
+        "watermark reached the source's; the seconds from the CreateConnectorTask response are in brackets. "
+        "The baseline is the slower of `rdkafka_performance -C` on the source "
+        "(through the same proxy) and `-P` of as many records to a fresh topic on the target, each by its own "
+        "timing and run just before Weir's. "
+        f"Consumer settings of both: `fetch.max.bytes={consumer['fetch.max.bytes']}`, "
+        f"`max.partition.fetch.bytes={consumer['max.partition.fetch.bytes']}`, "
+        f"`fetch.wait.max.ms={consumer['fetch.wait.max.ms']}`, "
+        f"`queued.max.messages.kbytes={consumer['queued.max.messages.kbytes']}`. "
+        "The delay proxy (`bench/weirbench/delay_proxy.py`) delays each direction by half the RTT. "
+        "CPU is user + system seconds per GiB of record values."
+    )
+
+
+def replication_row(row: dict) -> list[str]:
+    weir = row["weir"]
+    proxy_cpu = weir.get("proxy_cpu_seconds")
+    return [
+        "direct" if row["rtt_ms"] is None else f"{row['rtt_ms']:g} ms",
+        rate_cell(row["consume"]),
+        rate_cell(row["produce"]),
+        f"-{'C' if row['baseline'] == 'consume' else 'P'}, {row['baseline_mb_per_s']:.1f} MB/s",
+        rate_cell(weir),
+        f"{weir['ratio']:.0%}",
+        f"{weir['seconds']:.1f} ({weir['seconds_from_create']:.1f})",
+        f"{weir['cpu_seconds_per_gib']:.1f}",
+        f"{row['consume']['cpu_seconds_per_gib']:.1f}",
+        machine_cores(weir),
+        f"{weir['duplicates']:,}",
+        "n/a" if proxy_cpu is None else f"{proxy_cpu:.1f}",
+    ]
+
+
+def machine_cores(run: dict) -> str:
+    """Return the CPU cores used during a replication run by the nodes and both brokers, with their sum."""
+    if "source_broker_cpu_seconds" not in run:
+        return "n/a"
+    parts = [run["node_cpu_seconds"], run["source_broker_cpu_seconds"], run["target_broker_cpu_seconds"]]
+    wall = max(run["seconds_from_create"], 1e-9)
+    cores = [value / wall for value in parts]
+    return " + ".join(f"{value:.2f}" for value in cores) + f" = {sum(cores):.2f}"
+
+
+REPLICATION_HEADER = [
+    "RTT",
+    "rdkafka_performance -C",
+    "rdkafka_performance -P",
+    "baseline",
+    "Weir",
+    "Weir / baseline",
+    "Weir s (from create)",
+    "node CPU s/GiB",
+    "-C CPU s/GiB",
+    "cores used by nodes + source + target tansu (Weir run)",
+    "duplicates",
+    "proxy CPU s (Weir run)",
+]
 
 
 def render_scaling(section: dict) -> list[str]:

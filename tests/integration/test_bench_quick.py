@@ -74,7 +74,13 @@ def test_quick_dump_has_rates(quick_results):
 @pytest.mark.slow
 def test_quick_sections_have_numbers(quick_results):
     sections = quick_results["sections"]
-    assert sections["replication"]["status"] == "not available"
+    replication = sections["replication"]["rows"]
+    assert [row["rtt_ms"] for row in replication] == [None, 100]
+    for row in replication:
+        assert finite(row["consume"]["mb_per_s"]), f"RTT {row['rtt_ms']}: {row['consume']}"
+        assert finite(row["produce"]["mb_per_s"]), f"RTT {row['rtt_ms']}: {row['produce']}"
+        assert finite(row["weir"]["mb_per_s"]), f"RTT {row['rtt_ms']}: {row['weir']}"
+        assert finite(row["weir"]["cpu_seconds_per_gib"]), f"RTT {row['rtt_ms']}: {row['weir']}"
     assert [run["node_cnt"] for run in sections["scaling"]["rows"]] == [2, 3, 4]
     assert all(finite(run["cpu_seconds_per_gib"]) for run in sections["scaling"]["rows"])
     assert len(sections["caps"]["rows"]) == 3
