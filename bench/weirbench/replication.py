@@ -56,14 +56,12 @@ REPLICATION_TARGET = 0.8
 LATENCY_TARGET = 0.8
 
 # The settings of the replicator's consumer (`Worker::consumer` in
-# src/replicator/flow.rs) as the benchmark nodes run it: fetch.wait.max.ms
-# from the nodes' `kafka` settings, the two fetch sizes that flow.rs sets
-# over them, and the prefetch queue of the node profile (1/16 of its 1 GiB
-# budget). The baseline consumer reads with the same ones.
+# src/replicator/flow.rs) as the benchmark nodes run it: the fetch settings
+# of the nodes' `kafka` table, which override flow.rs's own fetch sizes, and
+# the prefetch queue of the node profile (1/16 of its 1 GiB budget). The
+# baseline consumer reads with the same ones.
 REPLICATOR_CONSUMER_SETTINGS = {
-    "fetch.wait.max.ms": FETCH_SETTINGS["fetch.wait.max.ms"],
-    "fetch.max.bytes": "52428800",
-    "max.partition.fetch.bytes": "10485760",
+    **FETCH_SETTINGS,
     "queued.max.messages.kbytes": "65536",
     "session.timeout.ms": str(SESSION_TIMEOUT_MS),
 }

@@ -356,9 +356,16 @@ impl Worker {
                 "heartbeat.interval.ms",
                 (session_timeout / 5).max(300).to_string(),
             )
-            .set("queued.max.messages.kbytes", prefetch_kbytes.to_string())
-            .set("fetch.max.bytes", "52428800")
-            .set("max.partition.fetch.bytes", "10485760");
+            .set("queued.max.messages.kbytes", prefetch_kbytes.to_string());
+        // Fetch sizes are defaults that the operator's settings override.
+        for (key, value) in [
+            ("fetch.max.bytes", "52428800"),
+            ("max.partition.fetch.bytes", "10485760"),
+        ] {
+            if !self.flow.source.kafka.contains_key(key) {
+                config.set(key, value);
+            }
+        }
         config
             .create_with_context(FlowContext {
                 label: self.label(),
