@@ -262,15 +262,7 @@ def rdkafka_consume(tools: Tools, bootstrap: str, backlog: Backlog, settings: di
     if not matches:
         raise AssertionError(f"no summary line in rdkafka_performance output:\n{text[-2000:]}")
     messages, size, millis = (int(value) for value in matches[-1])
-    return {
-        "records": messages,
-        "bytes": size,
-        "seconds": millis / 1000,
-        "seconds_wall": wall,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "peak_rss_bytes": usage.ru_maxrss * 1024,
-        "argv": argv,
-    }
+    return performance_result(messages, size, millis, wall, usage, argv)
 
 
 def rdkafka_produce(
@@ -304,8 +296,16 @@ def rdkafka_produce(
             f"rdkafka_performance -P delivered {delivered} of {records} records to {topic}, {failed} failed:\n"
             f"{text[-2000:]}"
         )
+    return performance_result(delivered, size, millis, wall, usage, argv)
+
+
+def performance_result(
+    records: int, size: int, millis: int, wall: float, usage: os.struct_rusage, argv: list[str]
+) -> dict:
+    """Build the result of one rdkafka_performance run: its own timing
+    (`millis`), the wall clock and the CPU and peak RSS of the process."""
     return {
-        "records": delivered,
+        "records": records,
         "bytes": size,
         "seconds": millis / 1000,
         "seconds_wall": wall,

@@ -232,9 +232,9 @@ const GROUP_REMOVAL_ATTEMPTS: u32 = 120;
 
 /// Removes in the background the consumer groups that a replication task
 /// left on its clusters: the progress group of each flow and generation on
-/// the flow's source, and the offset-probe group on its target. Generations
-/// below `from_generation` and up to `to_generation` are removed, so a
-/// restarted task keeps the group of its new generation.
+/// the flow's source, and with `probe_group` the offset-probe group on its
+/// target. Only the `generations` given are removed, so that a restarted
+/// task keeps the group of its new generation.
 ///
 /// NOTE: the removal lives in memory only. A server restart within the
 /// retry window leaves the remaining groups in place.
