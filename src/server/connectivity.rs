@@ -62,6 +62,10 @@ pub fn probe(
     timeout: Duration,
 ) -> Result<usize, (ProbeFailure, String)> {
     let mut config = crate::kafka::client_config(bootstrap);
+    let protocol = security
+        .security_protocol
+        .clone()
+        .unwrap_or_else(|| "PLAINTEXT".to_string());
     for (key, value) in crate::kafka::security_properties(security) {
         config.set(key, value);
     }
@@ -80,6 +84,16 @@ pub fn probe(
         (Ok(metadata), Some((ProbeFailure::Unreachable, _))) => Ok(metadata.brokers().len()),
         (Ok(_), Some(failure)) => Err(failure),
         (Err(_), Some(failure)) => Err(failure),
+        // A TLS client on a plaintext listener reports nothing: the broker
+        // waits for the rest of what it reads as a request, so the handshake
+        // stalls until the timeout. A refused connection would have logged.
+        (Err(e), None) if protocol.ends_with("SSL") => Err((
+            ProbeFailure::Tls,
+            format!(
+                "no TLS handshake completed within {} s, so the port may be a plaintext listener: {e}",
+                timeout.as_secs()
+            ),
+        )),
         (Err(e), None) => Err((ProbeFailure::Unreachable, e.to_string())),
     }
 }

@@ -236,3 +236,11 @@ def test_task_with_rejected_password_shows_the_authentication_error(secure_serve
         assert shown["health"] == "FAILING", shown
         time.sleep(0.5)
     api.delete_task(instance_id, created["id"])
+
+
+def test_validate_reports_tls_client_on_plaintext_port(secure_server, scram_peer):
+    """A TLS client that reaches a plaintext listener fails its handshake,
+    which validate reports as a TLS failure, not as an unreachable peer."""
+    response = validate(secure_server, scram_source(scram_peer.bootstrap, protocol="SASL_SSL"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == "WEIR.00400103", response.text
