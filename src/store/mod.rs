@@ -947,6 +947,25 @@ mod tests {
     }
 
     #[test]
+    fn corrupted_secret_error_names_the_instance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");
+        let mut with_password = instance("i1");
+        with_password.security.password = Some("secret".to_string());
+        store.insert_instance(&with_password).expect("insert");
+        let security = serde_json::json!({"password": "sealed:v1:AAAA"}).to_string();
+        store
+            .conn()
+            .execute(
+                "UPDATE instances SET security = ?1 WHERE id = 'i1'",
+                [security],
+            )
+            .expect("corrupt");
+        let error = store.instance("p", "i1").expect_err("corrupted secret");
+        assert!(error.to_string().contains("instance i1"), "{error}");
+    }
+
+    #[test]
     fn duplicate_task_name_is_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), |_| Ok(Cipher::ephemeral())).expect("open");

@@ -29,6 +29,19 @@ fn open_failure(error: OpenError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
 }
 
+/// Names the row whose sealed value failed to open, so that the log of the
+/// failed request points at it.
+fn in_row(what: &str, id: &str) -> impl FnOnce(rusqlite::Error) -> rusqlite::Error {
+    let context = format!("{what} {id}");
+    move |error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("opening the sealed secret of {context} failed: {error}; restore the row from a backup or set the secret again").into(),
+        )
+    }
+}
+
 impl Store {
     /// Checks the cipher against the check value, or, for a store that has
     /// none yet, seals every plain-text secret and writes the check value.
@@ -130,13 +143,18 @@ impl Store {
 
     pub(super) fn open_instance(&self, mut instance: Instance) -> rusqlite::Result<Instance> {
         if let Some(password) = &instance.security.password {
-            instance.security.password = Some(self.open_secret(password)?);
+            instance.security.password = Some(
+                self.open_secret(password)
+                    .map_err(in_row("instance", &instance.id))?,
+            );
         }
         Ok(instance)
     }
 
     pub(super) fn open_connector(&self, mut connector: Connector) -> rusqlite::Result<Connector> {
-        connector.token = self.open_secret(&connector.token)?;
+        connector.token = self
+            .open_secret(&connector.token)
+            .map_err(in_row("connector", &connector.id))?;
         Ok(connector)
     }
 
@@ -152,7 +170,9 @@ impl Store {
     }
 
     pub(super) fn open_task(&self, mut task: Task) -> rusqlite::Result<Task> {
-        task.entity = self.open_entity(&task.entity)?;
+        task.entity = self
+            .open_entity(&task.entity)
+            .map_err(in_row("task", &task.id))?;
         Ok(task)
     }
 }
