@@ -27,8 +27,10 @@ def produce_backlog(broker, topic: str, partitions: int, records_per_partition: 
 def test_bandwidth_cap(weir_server, broker):
     """Two nodes of a connector with the 1 MB/s specification read a 20 MiB
     backlog; the rate at which bytes land in objects never exceeds the cap by
-    more than 10%. How close the rate comes to the cap depends on the
-    machine's load, so BENCHMARKS.md measures that, not this test."""
+    more than 10% and reaches at least half of it. The lower bound is loose
+    because a rebalance of tansu 0.6.0 inside the window can leave half the
+    partitions unread for 20 s, and a loaded machine slows the broker;
+    BENCHMARKS.md measures how close the rate comes to the cap."""
     cap = 1_048_576  # bytes per second of the "1MB" specification in the test config
     server = weir_server()
     api = server.api
@@ -62,6 +64,7 @@ def test_bandwidth_cap(weir_server, broker):
     rate = (high[1] - low[1]) / (high[0] - low[0])
     print(f"measured {rate / cap:.3f} x the cap over {high[0] - low[0]:.1f} s")
     assert rate <= 1.10 * cap, f"read rate {rate:.0f} B/s is above the cap {cap} B/s + 10%"
+    assert rate >= 0.50 * cap, f"read rate {rate:.0f} B/s is below half the cap {cap} B/s"
 
     wait_for_dump(reader, produced, dump_format(sink), topic, timeout=120)
 
