@@ -105,7 +105,11 @@ pub enum KeyCommand {
     /// which is shown only once.
     Create(KeyCreateArgs),
     /// List keys, of the --project project when given, else of every project.
-    List,
+    List {
+        /// List the keys of every project, even when --project or WEIR_PROJECT_ID is set.
+        #[arg(long)]
+        all: bool,
+    },
     /// Revoke a key: requests signed with it are rejected from now on.
     Revoke {
         /// Access key to revoke.
@@ -187,6 +191,21 @@ pub enum ConnectorCommand {
     Delete(InstanceArg),
     /// Print the token that a node started by hand needs to join the connector.
     Token(InstanceArg),
+    /// Check that the peer cluster of a replication task is reachable and accepts its
+    /// credentials, without creating anything.
+    Validate(ConnectorValidateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectorValidateArgs {
+    /// Instance ID.
+    #[arg(long)]
+    pub instance: String,
+    /// JSON file, or `-` for standard input, with a CreateConnectorTask body of a
+    /// KAFKA_REPLICATOR_SOURCE task or a ValidateConnectorConnectivity body
+    /// (`{"type": ..., "task": {...}}`).
+    #[arg(long, value_name = "FILE")]
+    pub file: String,
 }
 
 #[derive(Args, Debug)]
@@ -501,9 +520,10 @@ fn plan_key(command: KeyCommand, project: Option<&str>) -> anyhow::Result<ApiCal
             ApiCall::new(Method::POST, "/admin/v1/keys".into(), View::KeyCreated)
                 .with_json(&Value::Object(body))
         }
-        KeyCommand::List => {
+        KeyCommand::List { all } => {
             let mut query = Vec::new();
-            push_some(&mut query, "project_id", project.filter(|p| !p.is_empty()));
+            let project = project.filter(|p| !all && !p.is_empty());
+            push_some(&mut query, "project_id", project);
             ApiCall::new(Method::GET, "/admin/v1/keys".into(), View::KeyTable).with_query(query)
         }
         KeyCommand::Revoke { access_key } => ApiCall::new(
@@ -599,6 +619,19 @@ fn plan_connector(command: ConnectorCommand, project: Option<&str>) -> anyhow::R
                 format!("/admin/v1/instances/{instance}/connector/node-token"),
                 View::KeyValues,
             )
+        }
+        ConnectorCommand::Validate(args) => {
+            let project = require_project(project)?;
+            let instance = encode_segment(&args.instance);
+            let body = validate_body(&read_json_file(&args.file)?, &args.file)?;
+            ApiCall::new(
+                Method::POST,
+                format!("/v2/{project}/instances/{instance}/connector/validate"),
+                View::Done(
+                    "The peer cluster is reachable and accepted the connection settings.".into(),
+                ),
+            )
+            .with_json(&body)
         }
     };
     Ok(call)
@@ -770,6 +803,28 @@ fn obs_sink_task_body(flags: &ObsSinkFlags) -> anyhow::Result<Value> {
     body.insert("sink_type".into(), "OBS_SINK".into());
     body.insert("sink_task".into(), Value::Object(sink));
     Ok(Value::Object(body))
+}
+
+/// Builds a ValidateConnectorConnectivity body from a file's JSON. A body that has `type`
+/// is sent as it is. A CreateConnectorTask body becomes `type` from its `source_type` and
+/// `task` from its `source_task`, so the file of a task can be checked before the task is
+/// created.
+fn validate_body(bytes: &[u8], file: &str) -> anyhow::Result<Value> {
+    let value: Value = serde_json::from_slice(bytes)
+        .with_context(|| format!("{file} does not contain valid JSON"))?;
+    if value.get("type").is_some() {
+        return Ok(value);
+    }
+    let (Some(source_type), Some(source_task)) =
+        (value.get("source_type"), value.get("source_task"))
+    else {
+        bail!(
+            "{file} has neither `type` nor `source_type` and `source_task`: give a \
+             ValidateConnectorConnectivity body or the CreateConnectorTask body of a \
+             KAFKA_REPLICATOR_SOURCE task"
+        );
+    };
+    Ok(json!({ "type": source_type, "task": source_task }))
 }
 
 /// Reads a JSON request body from a file, or from standard input for `-`. The bytes are
@@ -1142,6 +1197,19 @@ fn cell(value: Option<&Value>) -> String {
     }
 }
 
+/// Response fields that hold epoch milliseconds, shown as RFC 3339 times in text output.
+const EPOCH_MILLIS_FIELDS: [&str; 3] = ["create_time", "last_heartbeat", "registered_at"];
+
+/// Formats the value of the field `name` for text output: epoch milliseconds as a time,
+/// everything else as [`cell`] does.
+fn field_cell(name: &str, value: Option<&Value>) -> String {
+    if EPOCH_MILLIS_FIELDS.contains(&name) {
+        epoch_millis_cell(value)
+    } else {
+        cell(value)
+    }
+}
+
 /// Formats epoch milliseconds as an RFC 3339 UTC time, or the value as it is.
 fn epoch_millis_cell(value: Option<&Value>) -> String {
     value
@@ -1185,7 +1253,10 @@ fn flatten_into(entries: &mut Vec<(String, String)>, prefix: &str, value: &Value
             let joined: Vec<String> = items.iter().map(|item| cell(Some(item))).collect();
             entries.push((prefix.to_owned(), joined.join(", ")));
         }
-        other => entries.push((prefix.to_owned(), cell(Some(other)))),
+        other => {
+            let name = prefix.rsplit('.').next().unwrap_or(prefix);
+            entries.push((prefix.to_owned(), field_cell(name, Some(other))));
+        }
     }
 }
 
@@ -1280,7 +1351,10 @@ fn format_object_table(items: &[Value]) -> String {
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| match item {
-            Value::Object(_) => columns.iter().map(|key| cell(item.get(*key))).collect(),
+            Value::Object(_) => columns
+                .iter()
+                .map(|key| field_cell(key, item.get(*key)))
+                .collect(),
             other => vec![cell(Some(other))],
         })
         .collect();
@@ -1781,6 +1855,80 @@ mod tests {
         assert_eq!(modify.body.as_deref(), Some(&content[..]));
     }
 
+    /// Writes `content` to a temporary file and returns the file, which deletes itself when
+    /// dropped, and its path.
+    fn temp_file(content: &[u8]) -> (tempfile::NamedTempFile, String) {
+        let mut file = tempfile::NamedTempFile::new().expect("temporary file");
+        std::io::Write::write_all(&mut file, content).expect("write temporary file");
+        let path = file.path().to_str().expect("UTF-8 path").to_owned();
+        (file, path)
+    }
+
+    #[test]
+    fn plan_key_list_scope() {
+        let of_project = plan_args("key list");
+        let of_all = plan_args("key list --all");
+
+        assert_eq!(of_project.path, "/admin/v1/keys");
+        assert_eq!(
+            canonical_query(&of_project.query),
+            format!("project_id={PROJECT}")
+        );
+        assert_eq!(of_all.path, "/admin/v1/keys");
+        assert_eq!(canonical_query(&of_all.query), "");
+    }
+
+    #[test]
+    fn plan_connector_validate_from_task_file() {
+        let task = json!({
+            "task_name": "copy-1",
+            "source_type": "KAFKA_REPLICATOR_SOURCE",
+            "sink_type": "NONE",
+            "source_task": {"bootstrap_servers": "127.0.0.1:9092", "direction": "pull"},
+        });
+        let (_file, path) = temp_file(task.to_string().as_bytes());
+
+        let call = plan_args(&format!("connector validate --instance i-1 --file {path}"));
+
+        assert_eq!(call.method, Method::POST);
+        assert_eq!(
+            call.path,
+            format!("/v2/{PROJECT}/instances/i-1/connector/validate")
+        );
+        assert_eq!(
+            body_json(&call),
+            json!({
+                "type": "KAFKA_REPLICATOR_SOURCE",
+                "task": {"bootstrap_servers": "127.0.0.1:9092", "direction": "pull"},
+            })
+        );
+    }
+
+    #[test]
+    fn plan_connector_validate_keeps_validate_body() {
+        let body = json!({"type": "KAFKA_REPLICATOR_SOURCE", "task": {"user_name": "u"}});
+        let (_file, path) = temp_file(body.to_string().as_bytes());
+
+        let call = plan_args(&format!("connector validate --instance i-1 --file {path}"));
+
+        assert_eq!(body_json(&call), body);
+    }
+
+    #[test]
+    fn plan_connector_validate_rejects_other_bodies() {
+        let (_file, path) = temp_file(b"{\"topics\": \"a\"}");
+        let cli = parse_ok(&format!("connector validate --instance i-1 --file {path}"));
+
+        let error = plan(cli.command, Some(PROJECT)).expect_err("a body without type is rejected");
+
+        assert!(
+            error
+                .to_string()
+                .contains("neither `type` nor `source_type`"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn plan_task_create_rejects_invalid_file() {
         let mut file = tempfile::NamedTempFile::new().expect("temporary file");
@@ -1916,7 +2064,7 @@ total: 2, quota: 18
         let text = render_value(View::KeyValues, task, OutputFormat::Text);
 
         let expected = "\
-create_time:                1708565483911
+create_time:                2024-02-22T01:31:23Z
 id:                         3c0ac4d1-0000-0000-0000-000000000001
 sink_task.obs_bucket_name:  abcabc
 sink_task.record_delimiter: \"\\n\"
@@ -1962,7 +2110,7 @@ topics_regex:               topic-obs*
             "connector_id": "conn-1",
             "connector_node_num": 2,
             "connector_nodes": [
-                {"node_id": "n1", "status": "ALIVE", "pid": 4242},
+                {"node_id": "n1", "status": "ALIVE", "pid": 4242, "last_heartbeat": 1708565483911_i64},
                 {"node_id": "n2", "status": "DEAD"},
             ],
         });
@@ -1978,9 +2126,9 @@ connector_node_num: 2
 status:             RUNNING
 
 connector_nodes:
-NODE_ID  PID   STATUS
-n1       4242  ALIVE
-n2       -     DEAD
+LAST_HEARTBEAT        NODE_ID  PID   STATUS
+2024-02-22T01:31:23Z  n1       4242  ALIVE
+-                     n2       -     DEAD
 ";
         assert_eq!(text, expected);
         let fields: Value = serde_json::from_str(&json_text).expect("JSON output");

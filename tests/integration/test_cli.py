@@ -55,3 +55,34 @@ def test_cli_rejects_wrong_secret(weir_bin, module_server):
     result = run_cli(weir_bin, ["instance", "list"], module_server, key=wrong)
     assert result.returncode != 0
     assert "APIGW.0301" in result.stderr + result.stdout
+
+
+def test_cli_validates_replication_peer(weir_bin, module_server, broker, tmp_path):
+    """`connector validate` takes the CreateConnectorTask file of a replication
+    task: a reachable peer passes, and an unreachable one fails with the
+    server's error code."""
+    instance_id = module_server.instance_ids[0]
+    task = {
+        "task_name": "cli-validate",
+        "topics": "cli-topic",
+        "source_type": "KAFKA_REPLICATOR_SOURCE",
+        "sink_type": "NONE",
+        "source_task": {
+            "bootstrap_servers": broker.bootstrap,
+            "security_protocol": "PLAINTEXT",
+            "direction": "pull",
+        },
+    }
+    reachable = tmp_path / "reachable.json"
+    reachable.write_text(json.dumps(task))
+    task["source_task"]["bootstrap_servers"] = "127.0.0.1:9"
+    unreachable = tmp_path / "unreachable.json"
+    unreachable.write_text(json.dumps(task))
+
+    passed = run_cli(weir_bin, ["connector", "validate", "--instance", instance_id, "--file", str(reachable)], module_server)
+    failed = run_cli(weir_bin, ["connector", "validate", "--instance", instance_id, "--file", str(unreachable)], module_server)
+
+    assert passed.returncode == 0, passed.stderr
+    assert "reachable" in passed.stdout
+    assert failed.returncode != 0
+    assert "WEIR.00400101" in failed.stderr + failed.stdout
