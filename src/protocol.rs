@@ -164,4 +164,8 @@ pub struct ObsSinkSpec {
     pub secret_key: Option<String>,
     /// Root of the local buckets, used when `endpoint` is `None`.
     pub local_root: Option<String>,
+    /// ID of the instance whose records the task writes. Every object carries it,
+    /// and a writer adopts only objects of its own instance.
+    #[serde(default)]
+    pub source_id: String,
 }

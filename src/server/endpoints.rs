@@ -347,7 +347,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             doc: || {
                 Operation::json(responses::node_registered())
                     .body(requests::register_request(), true)
-                    .errors(&[400, 404])
+                    .errors(&[400, 404, 409])
             },
         },
         Endpoint {

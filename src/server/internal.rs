@@ -48,6 +48,14 @@ fn authorize(state: &SharedState, headers: &HeaderMap, connector_id: &str) -> Ap
     }
 }
 
+fn node_not_registered(connector_id: &str, node_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "WEIR.00404001",
+        format!("Node {node_id} is not registered with connector {connector_id}; register again."),
+    )
+}
+
 pub(super) async fn node_register(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -67,7 +75,7 @@ pub(super) async fn node_register(
             )
         });
     let now = now_ms();
-    state.store.register_node(&Node {
+    let registered = state.store.register_node(&Node {
         id: node_id.clone(),
         connector_id: connector.id.clone(),
         slot: request.slot,
@@ -78,6 +86,15 @@ pub(super) async fn node_register(
         last_heartbeat: now,
         report: HeartbeatRequest::default(),
     })?;
+    if !registered {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "WEIR.00409001",
+            format!(
+                "Node id {node_id} belongs to a node of another connector; start the node without --node-id or with an id of its own."
+            ),
+        ));
+    }
     info!(connector_id = %connector.id, node_id = %node_id, pid = request.pid, host = %request.host, slot = ?request.slot, "Node registered.");
     Ok(Json(RegisterResponse {
         node_id,
@@ -92,12 +109,8 @@ pub(super) async fn node_heartbeat(
     extract::Json(report): extract::Json<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let connector = authorize(&state, &headers, &connector_id)?;
-    if !state.store.heartbeat(&node_id, &report)? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "WEIR.00404001",
-            format!("Node {node_id} is not registered; register again."),
-        ));
+    if !state.store.heartbeat(&connector.id, &node_id, &report)? {
+        return Err(node_not_registered(&connector.id, &node_id));
     }
     settle_pending_statuses(&state, &connector, &report)?;
     Ok(Json(assignment(&state, &connector, &node_id)?))
@@ -150,7 +163,9 @@ pub(super) async fn node_deregister(
     Path((connector_id, node_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     authorize(&state, &headers, &connector_id)?;
-    state.store.remove_node(&node_id)?;
+    if !state.store.remove_node(&connector_id, &node_id)? {
+        return Err(node_not_registered(&connector_id, &node_id));
+    }
     info!(connector_id = %connector_id, node_id = %node_id, "Node deregistered.");
     Ok(Json(serde_json::json!({})))
 }
@@ -262,6 +277,7 @@ fn task_spec(state: &SharedState, task: &Task) -> Option<TaskSpec> {
                 .unwrap_or(true),
             access_key: text("access_key"),
             secret_key: text("secret_key"),
+            source_id: task.instance_id.clone(),
         },
     })
 }

@@ -772,9 +772,19 @@ impl Store {
     // Nodes
 
     /// Records a node's registration, replacing an earlier one with the same id.
-    pub fn register_node(&self, node: &Node) -> rusqlite::Result<()> {
-        self.conn().execute(
-            &format!("INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+    /// Stores a node's registration, replacing an earlier one of the same node id.
+    /// Returns false, and changes nothing, when the id belongs to a node of another
+    /// connector.
+    pub fn register_node(&self, node: &Node) -> rusqlite::Result<bool> {
+        let changed = self.conn().execute(
+            &format!(
+                "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, pid = excluded.pid, \
+                 host = excluded.host, registered_at = excluded.registered_at, \
+                 first_heartbeat = excluded.first_heartbeat, \
+                 last_heartbeat = excluded.last_heartbeat, report = excluded.report \
+                 WHERE nodes.connector_id = excluded.connector_id"
+            ),
             params![
                 node.id,
                 node.connector_id,
@@ -787,19 +797,22 @@ impl Store {
                 json(&node.report)
             ],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
-    /// Stores a heartbeat. Returns false when the node is not registered.
+    /// Stores a heartbeat. Returns false when the node is not registered with
+    /// this connector.
     pub fn heartbeat(
         &self,
+        connector_id: &str,
         node_id: &str,
         report: &crate::protocol::HeartbeatRequest,
     ) -> rusqlite::Result<bool> {
         let now = now_ms();
         let changed = self.conn().execute(
-            "UPDATE nodes SET last_heartbeat = ?1, first_heartbeat = COALESCE(first_heartbeat, ?1), report = ?2 WHERE id = ?3",
-            params![now, json(report), node_id],
+            "UPDATE nodes SET last_heartbeat = ?1, first_heartbeat = COALESCE(first_heartbeat, ?1), report = ?2 \
+             WHERE id = ?3 AND connector_id = ?4",
+            params![now, json(report), node_id, connector_id],
         )?;
         Ok(changed == 1)
     }
@@ -813,10 +826,13 @@ impl Store {
         rows.collect()
     }
 
-    pub fn remove_node(&self, node_id: &str) -> rusqlite::Result<()> {
-        self.conn()
-            .execute("DELETE FROM nodes WHERE id = ?1", [node_id])?;
-        Ok(())
+    /// Removes a node of a connector. Returns false when the connector has no such node.
+    pub fn remove_node(&self, connector_id: &str, node_id: &str) -> rusqlite::Result<bool> {
+        let removed = self.conn().execute(
+            "DELETE FROM nodes WHERE id = ?1 AND connector_id = ?2",
+            [node_id, connector_id],
+        )?;
+        Ok(removed == 1)
     }
 }
 

@@ -152,3 +152,37 @@ def test_exactly_once_across_broker_restart(weir_server, sqlite_broker):
     total = sum(len(records) for records in produced.values())
     result = wait_for_dump(reader, produced, dump_format(sink), topic, timeout=300, obs_path="broker")
     assert sum(result.covered.values()) == total
+
+
+def test_chunk_of_other_instance_is_not_adopted(weir_server, broker, sqlite_broker):
+    """Two instances on two brokers dump a topic of the same name into one
+    bucket and path. The second task finds the first one's objects at its own
+    keys: it must not adopt them, which would skip its records, but report
+    FAILING and leave the objects as they are."""
+    server = weir_server()
+    api = server.api
+    first = server.instance_ids[0]
+    _, other_broker = sqlite_broker()
+    second = api.add_instance("second-kafka", other_broker.bootstrap, broker_num=1)
+    topic = broker.unique_topic("shared-name")
+    broker.create_topic(topic, 1)
+    other_broker.create_topic(topic, 1)
+    produced = broker.produce(topic, [(None, b"first-%d" % i, None) for i in range(10)], partition_of=lambda i, _: 0)
+    other_broker.produce(topic, [(None, b"second-%d" % i, None) for i in range(10)], partition_of=lambda i, _: 0)
+    sink = sink_config("shared", "same", flush_size=10)
+    reader = local_reader(server.data_dir, "shared", "same/")
+
+    api.enable_connector(first)
+    api.create_task(first, obs_task(topic, sink))
+    wait_for_dump(reader, produced, dump_format(sink), topic, timeout=120)
+    api.enable_connector(second)
+    task_id = api.create_task(second, obs_task(topic, sink)).json()["id"]
+
+    def failing() -> dict | None:
+        shown = api.show_task(second, task_id)
+        return shown if shown.get("health") == "FAILING" else None
+
+    shown = wait_until(failing, timeout=120, message="the second task to show FAILING")
+    assert first in shown["error_msg"], shown
+    assert "obs_path or bucket of its own" in shown["error_msg"], shown
+    wait_for_dump(reader, produced, dump_format(sink), topic, timeout=10)

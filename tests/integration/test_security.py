@@ -215,6 +215,36 @@ def test_node_token_only_reaches_node_endpoints(weir_server):
     assert signed.status_code == 401, signed.text
 
 
+def test_node_token_reaches_only_its_own_nodes(weir_server):
+    """The node token of one connector can neither deregister, heartbeat for
+    nor take over by registering the nodes of another connector."""
+    server = weir_server(instances=2)
+    api = server.api
+    first, second = server.instance_ids
+    api.enable_connector(first)
+    api.enable_connector(second)
+    token = api.node_token(first)
+    victim = api.show_instance(second)["connector_nodes"][0]["node_id"]
+    bearer = {"Authorization": f"Bearer {token['token']}"}
+    nodes = f"{server.url}/internal/v1/connectors/{token['connector_id']}/nodes"
+
+    deregistered = requests.post(f"{nodes}/{victim}/deregister", headers=bearer, timeout=10)
+    report = {"tasks": [], "rss_bytes": 0, "buffered_bytes": 0}
+    heartbeat = requests.post(f"{nodes}/{victim}/heartbeat", headers=bearer, json=report, timeout=10)
+    registered = requests.post(
+        nodes, headers=bearer, json={"node_id": victim, "pid": 1, "host": "h", "version": "0"}, timeout=10
+    )
+
+    assert deregistered.status_code == 404, deregistered.text
+    assert heartbeat.status_code == 404, heartbeat.text
+    assert registered.status_code == 409, registered.text
+    assert registered.json()["error_code"] == "WEIR.00409001"
+    shown = api.show_instance(second)
+    assert victim in [node["node_id"] for node in shown["connector_nodes"]]
+    assert shown["connector_live_node_num"] == 2
+    assert all(node["node_id"] != victim for node in api.show_instance(first)["connector_nodes"])
+
+
 def test_secrets_stay_out_of_responses_logs_and_store(weir_server, weir_bin, broker, s3):
     """Run a real dump with unique credentials, then look for every secret in
     the API responses, the server and node logs, and the store files."""

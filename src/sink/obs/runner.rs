@@ -236,6 +236,7 @@ fn build_store(spec: &TaskSpec) -> Result<Box<dyn ChunkStore>, StoreError> {
             path_style: sink.path_style,
             access_key: sink.access_key.clone(),
             secret_key: sink.secret_key.clone(),
+            source_id: sink.source_id.clone(),
         })?)),
         None => {
             let root = sink
@@ -249,6 +250,7 @@ fn build_store(spec: &TaskSpec) -> Result<Box<dyn ChunkStore>, StoreError> {
             Ok(Box::new(Arc::new(LocalStore::new(
                 std::path::Path::new(root),
                 &sink.bucket,
+                &sink.source_id,
             ))))
         }
     }

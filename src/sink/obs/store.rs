@@ -29,6 +29,7 @@ pub struct ChunkMeta {
 const META_FIRST: &str = "weir-first-offset";
 const META_LAST: &str = "weir-last-offset";
 const META_COUNT: &str = "weir-record-count";
+const META_SOURCE: &str = "weir-source";
 
 impl ChunkMeta {
     fn pairs(&self) -> [(&'static str, String); 3] {
@@ -71,6 +72,24 @@ pub enum StoreError {
         "object {key} exists but has no weir offset metadata; move it away so that the task can write its chunk"
     )]
     ForeignObject { key: String },
+    /// The key contains a chunk of the same topic and partition read from another
+    /// instance, so its offsets say nothing about this task's records.
+    #[error(
+        "object {key} holds records of instance {instance_id}, not of this task's instance; adopting it would skip this task's records, so give the task an obs_path or bucket of its own"
+    )]
+    OtherInstance { key: String, instance_id: String },
+}
+
+/// Checks that an existing object was written from the instance `own`. Objects
+/// without the attribute predate it and pass.
+fn check_source(key: &str, own: &str, found: Option<String>) -> Result<(), StoreError> {
+    match found {
+        Some(found) if !own.is_empty() && found != own => Err(StoreError::OtherInstance {
+            key: key.to_string(),
+            instance_id: found,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl StoreError {
@@ -109,14 +128,17 @@ pub struct LocalStore {
     bucket_dir: PathBuf,
     tmp_dir: PathBuf,
     bucket: String,
+    source_id: String,
 }
 
 impl LocalStore {
-    pub fn new(root: &Path, bucket: &str) -> Self {
+    /// Builds the store of `bucket` under `root` for records of the instance `source_id`.
+    pub fn new(root: &Path, bucket: &str, source_id: &str) -> Self {
         Self {
             bucket_dir: root.join(bucket),
             tmp_dir: root.join(".weir-tmp"),
             bucket: bucket.to_string(),
+            source_id: source_id.to_string(),
         }
     }
 
@@ -143,6 +165,9 @@ impl LocalStore {
             file.write_all(body)?;
             for (name, value) in meta.pairs() {
                 set_xattr(&tmp, name, &value)?;
+            }
+            if !self.source_id.is_empty() {
+                set_xattr(&tmp, META_SOURCE, &self.source_id)?;
             }
             file.sync_all()?;
             std::fs::hard_link(&tmp, &target)
@@ -181,12 +206,13 @@ impl LocalStore {
         if !path.exists() {
             return Ok(None);
         }
-        match ChunkMeta::from_lookup(|name| get_xattr(&path, name)) {
-            Some(meta) => Ok(Some(meta)),
-            None => Err(StoreError::ForeignObject {
+        let meta = ChunkMeta::from_lookup(|name| get_xattr(&path, name)).ok_or_else(|| {
+            StoreError::ForeignObject {
                 key: key.to_string(),
-            }),
-        }
+            }
+        })?;
+        check_source(key, &self.source_id, get_xattr(&path, META_SOURCE))?;
+        Ok(Some(meta))
     }
 }
 
@@ -289,6 +315,8 @@ pub struct S3Settings {
     pub path_style: bool,
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    /// ID of the instance whose records the store writes.
+    pub source_id: String,
 }
 
 /// An S3-compatible bucket through `object_store`, with `If-None-Match: *` puts
@@ -299,6 +327,7 @@ pub struct S3Store {
     bucket: String,
     /// Redacted from error messages, because S3 error bodies echo it.
     access_key: Option<String>,
+    source_id: String,
 }
 
 impl S3Store {
@@ -340,6 +369,7 @@ impl S3Store {
             endpoint: settings.endpoint.clone(),
             bucket: settings.bucket.clone(),
             access_key: settings.access_key.clone().filter(|k| !k.is_empty()),
+            source_id: settings.source_id.clone(),
         })
     }
 }
@@ -388,6 +418,12 @@ impl ChunkStore for S3Store {
                 AttributeValue::from(value),
             );
         }
+        if !self.source_id.is_empty() {
+            attributes.insert(
+                Attribute::Metadata(META_SOURCE.into()),
+                AttributeValue::from(self.source_id.clone()),
+            );
+        }
         let options = PutOptions {
             mode: PutMode::Create,
             attributes,
@@ -420,15 +456,18 @@ impl ChunkStore for S3Store {
         };
         match self.inner.get_opts(&path, options).await {
             Ok(result) => {
-                let meta = ChunkMeta::from_lookup(|name| {
+                let lookup = |name: &str| {
                     result
                         .attributes
                         .get(&Attribute::Metadata(name.to_string().into()))
                         .map(|v| v.to_string())
-                });
-                meta.map(Some).ok_or_else(|| StoreError::ForeignObject {
-                    key: key.to_string(),
-                })
+                };
+                let meta =
+                    ChunkMeta::from_lookup(lookup).ok_or_else(|| StoreError::ForeignObject {
+                        key: key.to_string(),
+                    })?;
+                check_source(key, &self.source_id, lookup(META_SOURCE))?;
+                Ok(Some(meta))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify(key, e, self.access_key.as_deref())),
@@ -451,7 +490,7 @@ mod tests {
     #[tokio::test]
     async fn local_put_is_create_if_absent() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(LocalStore::new(dir.path(), "bucket"));
+        let store = Arc::new(LocalStore::new(dir.path(), "bucket", "instance-1"));
         let key = "p/t/2024/t+0+00000000000000000000.txt";
         let first = store
             .put_if_absent(key, Bytes::from_static(b"a\nb\n"), meta(0, 1))
@@ -468,9 +507,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn local_chunk_of_other_instance_is_not_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = Arc::new(LocalStore::new(dir.path(), "bucket", "instance-1"));
+        let second = Arc::new(LocalStore::new(dir.path(), "bucket", "instance-2"));
+        let key = "p/t/2024/t+0+00000000000000000000.txt";
+        first
+            .put_if_absent(key, Bytes::from_static(b"a\n"), meta(0, 0))
+            .await
+            .expect("first put");
+
+        let put = second
+            .put_if_absent(key, Bytes::from_static(b"b\n"), meta(0, 0))
+            .await;
+        let head = second.head(key).await;
+        let own_head = first.head(key).await.expect("head of own object");
+
+        assert!(
+            matches!(&put, Err(StoreError::OtherInstance { instance_id, .. }) if instance_id == "instance-1"),
+            "{put:?}"
+        );
+        assert!(
+            matches!(head, Err(StoreError::OtherInstance { .. })),
+            "{head:?}"
+        );
+        assert_eq!(own_head, Some(meta(0, 0)));
+    }
+
+    #[tokio::test]
     async fn local_head_reports_offsets_and_absence() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(LocalStore::new(dir.path(), "b"));
+        let store = Arc::new(LocalStore::new(dir.path(), "b", "instance-1"));
         assert_eq!(store.head("t/x+0+1.txt").await.expect("head"), None);
         store
             .put_if_absent("t/x+0+1.txt", Bytes::from_static(b"v"), meta(1, 9))
@@ -494,7 +561,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("b/t")).expect("mkdir");
         std::fs::write(dir.path().join("b/t/f.txt"), b"x").expect("write");
-        let store = Arc::new(LocalStore::new(dir.path(), "b"));
+        let store = Arc::new(LocalStore::new(dir.path(), "b", "instance-1"));
         let err = store
             .put_if_absent("t/f.txt", Bytes::from_static(b"y"), meta(0, 0))
             .await
