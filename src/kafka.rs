@@ -43,11 +43,27 @@ impl ConnectionFailure {
     /// Classifies a librdkafka error code and its message.
     pub fn classify(code: RDKafkaErrorCode, reason: &str) -> Self {
         let reason = reason.to_ascii_lowercase();
+        // librdkafka starts a message with the broker's name, such as
+        // `sasl_ssl://host:9093/bootstrap: `, whose protocol must not count
+        // as a word of the message.
+        let reason = match reason.split_once("://") {
+            Some((scheme, rest)) if !scheme.contains(' ') => {
+                rest.split_once(": ").map_or(rest, |(_, message)| message)
+            }
+            _ => reason.as_str(),
+        };
         match code {
             RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
                 Self::Authentication
             }
             RDKafkaErrorCode::SSL => Self::Tls,
+            _ if reason.contains("connection refused")
+                || reason.contains("failed to resolve")
+                || reason.contains("no route to host")
+                || reason.contains("network is unreachable") =>
+            {
+                Self::Unreachable
+            }
             _ if reason.contains("ssl")
                 || reason.contains("tls")
                 || reason.contains("certificate") =>
@@ -251,6 +267,31 @@ mod tests {
         assert_eq!(
             classify(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down"),
             Unreachable
+        );
+    }
+
+    #[test]
+    fn classification_ignores_the_broker_protocol() {
+        use ConnectionFailure::*;
+        let classify = ConnectionFailure::classify;
+        let refused = "sasl_ssl://127.0.0.1:19399/bootstrap: Connect to ipv4#127.0.0.1:19399 \
+                       failed: Connection refused (after 0ms in state CONNECT)";
+        let bad_password = "sasl_plaintext://127.0.0.1:9092/bootstrap: SASL authentication \
+                            error: Authentication failed during authentication";
+        let handshake = "sasl_ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: \
+                         certificate verify failed";
+
+        assert_eq!(
+            classify(RDKafkaErrorCode::BrokerTransportFailure, refused),
+            Unreachable
+        );
+        assert_eq!(
+            classify(RDKafkaErrorCode::BrokerTransportFailure, bad_password),
+            Authentication
+        );
+        assert_eq!(
+            classify(RDKafkaErrorCode::BrokerTransportFailure, handshake),
+            Tls
         );
     }
 

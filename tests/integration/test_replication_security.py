@@ -163,8 +163,13 @@ def test_validate_rejects_wrong_scram_password(secure_server, scram_peer):
     assert "wrong-password" not in response.text
 
 
-def test_validate_reports_unreachable_peer(secure_server):
-    response = validate(secure_server, {"bootstrap_servers": f"127.0.0.1:{free_port()}"})
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_validate_reports_unreachable_peer(secure_server, protocol):
+    """A closed port is unreachable whatever the protocol: the `sasl_ssl://`
+    prefix of librdkafka's messages names no authentication or TLS failure."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    source = {"bootstrap_servers": bootstrap} if protocol == "PLAINTEXT" else scram_source(bootstrap, protocol=protocol)
+    response = validate(secure_server, source)
     assert response.status_code == 400, response.text
     assert response.json()["error_code"] == "WEIR.00400101", response.text
 
