@@ -265,6 +265,16 @@ impl Worker {
             )
         })?;
         let target_id = cluster_id(&self.flow.target).await?;
+        let source_id = cluster_id(&self.flow.source).await?;
+        if source_id == target_id {
+            anyhow::bail!(
+                "the source {} and the target {} are the same cluster (cluster id {target_id}), \
+                 and copying a cluster into itself repeats every record without end; give the \
+                 peer's address, or start two clusters that share an id with distinct cluster ids",
+                self.flow.source.bootstrap_servers,
+                self.flow.target.bootstrap_servers
+            );
+        }
         let admin: AdminClient<DefaultClientContext> = cluster_config(&self.flow.target, true)
             .create()
             .context("creating the target admin client failed")?;

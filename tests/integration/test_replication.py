@@ -143,6 +143,27 @@ def test_regex_picks_up_new_topic(repl_server, broker, peer):
     assert len(copied) == 20
 
 
+def test_pull_from_own_cluster_copies_nothing(repl_server, broker):
+    """A peer address that reaches the instance's own cluster is refused when
+    the task runs, by cluster id: the task shows FAILING and the topic does
+    not grow, where copying it into itself would repeat every record."""
+    api = repl_server.api
+    instance_id = repl_server.instance_ids[0]
+    topic = create_topic(broker.bootstrap, f"self-{uuid.uuid4().hex[:6]}", 1)
+    produce_ids(broker.bootstrap, topic, "s", 10, 1)
+    own_address = broker.bootstrap.replace("127.0.0.1", "localhost")
+    created = api.create_task(instance_id, replicator_task(topic, bootstrap_servers=own_address, direction="pull")).json()
+
+    def failing() -> dict | None:
+        shown = api.show_task(instance_id, created["id"])
+        return shown if shown.get("health") == "FAILING" and shown.get("error_msg") else None
+
+    shown = wait_until(failing, timeout=120, message="the task to show FAILING")
+    assert "same cluster" in shown["error_msg"], shown["error_msg"]
+    assert len(read_topic(broker.bootstrap, topic)) == 10
+    api.delete_task(instance_id, created["id"])
+
+
 def test_latest_skips_history(repl_server, broker, peer):
     topic = create_topic(peer.bootstrap, f"latest-{uuid.uuid4().hex[:6]}", 2)
     before = produce_ids(peer.bootstrap, topic, "old", 40, 2)
