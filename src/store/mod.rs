@@ -771,7 +771,6 @@ impl Store {
 
     // Nodes
 
-    /// Records a node's registration, replacing an earlier one with the same id.
     /// Stores a node's registration, replacing an earlier one of the same node id.
     /// Returns false, and changes nothing, when the id belongs to a node of another
     /// connector.
