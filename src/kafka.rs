@@ -42,16 +42,8 @@ pub enum ConnectionFailure {
 impl ConnectionFailure {
     /// Classifies a librdkafka error code and its message.
     pub fn classify(code: RDKafkaErrorCode, reason: &str) -> Self {
-        let reason = reason.to_ascii_lowercase();
-        // librdkafka starts a message with the broker's name, such as
-        // `sasl_ssl://host:9093/bootstrap: `, whose protocol must not count
-        // as a word of the message.
-        let reason = match reason.split_once("://") {
-            Some((scheme, rest)) if !scheme.contains(' ') => {
-                rest.split_once(": ").map_or(rest, |(_, message)| message)
-            }
-            _ => reason.as_str(),
-        };
+        let lowered = reason.to_ascii_lowercase();
+        let reason = strip_broker_prefixes(&lowered);
         match code {
             RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
                 Self::Authentication
@@ -74,6 +66,30 @@ impl ConnectionFailure {
                 Self::Authentication
             }
             _ => Self::Unreachable,
+        }
+    }
+}
+
+/// Strips what librdkafka puts before a message: the thread name of its log
+/// lines (`[thrd:sasl_ssl://host:9093/bootstrap]: `) and the broker's name
+/// (`sasl_ssl://host:9093/bootstrap: `). The protocol in them must not count as
+/// a word of the message.
+fn strip_broker_prefixes(reason: &str) -> &str {
+    let mut rest = reason.trim_start();
+    loop {
+        let stripped = if let Some(thread) = rest.strip_prefix("[thrd:") {
+            thread.split_once("]: ").map(|(_, message)| message)
+        } else {
+            match rest.split_once("://") {
+                Some((scheme, after)) if !scheme.contains([' ', ':']) => {
+                    after.split_once(": ").map(|(_, message)| message)
+                }
+                _ => None,
+            }
+        };
+        match stripped {
+            Some(message) => rest = message.trim_start(),
+            None => return rest,
         }
     }
 }
@@ -280,6 +296,9 @@ mod tests {
                             error: Authentication failed during authentication";
         let handshake = "sasl_ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: \
                          certificate verify failed";
+        let logged_reset = "[thrd:sasl_ssl://127.0.0.1:9093/bootstrap]: \
+                            sasl_ssl://127.0.0.1:9093/bootstrap: Disconnected while requesting \
+                            ApiVersion";
 
         assert_eq!(
             classify(RDKafkaErrorCode::BrokerTransportFailure, refused),
@@ -292,6 +311,10 @@ mod tests {
         assert_eq!(
             classify(RDKafkaErrorCode::BrokerTransportFailure, handshake),
             Tls
+        );
+        assert_eq!(
+            classify(RDKafkaErrorCode::BrokerTransportFailure, logged_reset),
+            Unreachable
         );
     }
 

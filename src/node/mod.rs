@@ -249,7 +249,8 @@ impl Node {
                 }
                 Ok(response)
                     if response.status() == StatusCode::UNAUTHORIZED
-                        || response.status() == StatusCode::GONE =>
+                        || response.status() == StatusCode::GONE
+                        || response.status() == StatusCode::CONFLICT =>
                 {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();

@@ -265,16 +265,6 @@ impl Worker {
             )
         })?;
         let target_id = cluster_id(&self.flow.target).await?;
-        let source_id = cluster_id(&self.flow.source).await?;
-        if source_id == target_id {
-            anyhow::bail!(
-                "the source {} and the target {} are the same cluster (cluster id {target_id}), \
-                 and copying a cluster into itself repeats every record without end; give the \
-                 peer's address, or start two clusters that share an id with distinct cluster ids",
-                self.flow.source.bootstrap_servers,
-                self.flow.target.bootstrap_servers
-            );
-        }
         let admin: AdminClient<DefaultClientContext> = cluster_config(&self.flow.target, true)
             .create()
             .context("creating the target admin client failed")?;
@@ -669,6 +659,24 @@ fn explaining_client(
     cluster_config(cluster, false)
         .create_with_context(crate::kafka::ConnectionErrors::default())
         .with_context(|| format!("creating a client for {} failed", cluster.bootstrap_servers))
+}
+
+/// Fails when the source and the target of `flow` report the same cluster id: a
+/// peer address that reaches the instance's own cluster would copy every record
+/// into its own topic without end, and offset sync would move its groups to the end.
+pub(crate) async fn check_distinct_clusters(flow: &FlowSpec) -> anyhow::Result<()> {
+    let target_id = cluster_id(&flow.target).await?;
+    let source_id = cluster_id(&flow.source).await?;
+    if source_id == target_id {
+        anyhow::bail!(
+            "the source {} and the target {} are the same cluster (cluster id {target_id}), \
+             and copying a cluster into itself repeats every record without end; give the \
+             peer's address, or start two clusters that share an id with distinct cluster ids",
+            flow.source.bootstrap_servers,
+            flow.target.bootstrap_servers
+        );
+    }
+    Ok(())
 }
 
 /// Reads the cluster id of `cluster`, which keys replication progress.

@@ -26,6 +26,11 @@ pub async fn run(
     session_timeout_ms: u64,
     handles: RunnerHandles,
 ) -> anyhow::Result<()> {
+    // Checked before any consumer or offset sync starts, because one pass of
+    // either does harm on a cluster that is its own peer.
+    for flow in &spec.flows {
+        flow::check_distinct_clusters(flow).await?;
+    }
     let mut workers = Vec::new();
     let mut stats = Vec::new();
     let (stop_all, stop_rx) = tokio::sync::watch::channel(false);

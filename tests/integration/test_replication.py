@@ -145,14 +145,18 @@ def test_regex_picks_up_new_topic(repl_server, broker, peer):
 
 def test_pull_from_own_cluster_copies_nothing(repl_server, broker):
     """A peer address that reaches the instance's own cluster is refused when
-    the task runs, by cluster id: the task shows FAILING and the topic does
-    not grow, where copying it into itself would repeat every record."""
+    the task runs, by cluster id: the task shows FAILING, the topic does not
+    grow, where copying it into itself would repeat every record, and offset
+    sync leaves a stopped group where it was."""
     api = repl_server.api
     instance_id = repl_server.instance_ids[0]
     topic = create_topic(broker.bootstrap, f"self-{uuid.uuid4().hex[:6]}", 1)
     produce_ids(broker.bootstrap, topic, "s", 10, 1)
+    group = f"app-self-{uuid.uuid4().hex[:6]}"
+    assert len(consume_as_group(broker.bootstrap, group, topic, 1, count=3)) == 3
     own_address = broker.bootstrap.replace("127.0.0.1", "localhost")
-    created = api.create_task(instance_id, replicator_task(topic, bootstrap_servers=own_address, direction="pull")).json()
+    body = replicator_task(topic, bootstrap_servers=own_address, direction="pull", sync_consumer_offsets_enabled=True)
+    created = api.create_task(instance_id, body).json()
 
     def failing() -> dict | None:
         shown = api.show_task(instance_id, created["id"])
@@ -161,6 +165,7 @@ def test_pull_from_own_cluster_copies_nothing(repl_server, broker):
     shown = wait_until(failing, timeout=120, message="the task to show FAILING")
     assert "same cluster" in shown["error_msg"], shown["error_msg"]
     assert len(read_topic(broker.bootstrap, topic)) == 10
+    assert group_offsets(broker.bootstrap, group, topic, 1) == {0: 3}
     api.delete_task(instance_id, created["id"])
 
 

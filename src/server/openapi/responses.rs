@@ -504,5 +504,6 @@ fn node_sink() -> Value {
         ("access_key", nullable()),
         ("secret_key", nullable()),
         ("local_root", nullable()),
+        ("source_id", string()),
     ])
 }
