@@ -144,10 +144,9 @@ def test_regex_picks_up_new_topic(repl_server, broker, peer):
 
 
 def test_pull_from_own_cluster_copies_nothing(repl_server, broker):
-    """A peer address that reaches the instance's own cluster is refused when
-    the task runs, by cluster id: the task shows FAILING, the topic does not
-    grow, where copying it into itself would repeat every record, and offset
-    sync leaves a stopped group where it was."""
+    """A peer address that reaches the instance's own cluster is rejected by
+    cluster id when the task runs, so the task shows FAILING. The topic does
+    not grow, and offset sync leaves a stopped group where it was."""
     api = repl_server.api
     instance_id = repl_server.instance_ids[0]
     topic = create_topic(broker.bootstrap, f"self-{uuid.uuid4().hex[:6]}", 1)
