@@ -299,23 +299,17 @@ mod tests {
         let logged_reset = "[thrd:sasl_ssl://127.0.0.1:9093/bootstrap]: \
                             sasl_ssl://127.0.0.1:9093/bootstrap: Disconnected while requesting \
                             ApiVersion";
+        let cases = [
+            (refused, Unreachable),
+            (bad_password, Authentication),
+            (handshake, Tls),
+            (logged_reset, Unreachable),
+        ];
 
-        assert_eq!(
-            classify(RDKafkaErrorCode::BrokerTransportFailure, refused),
-            Unreachable
-        );
-        assert_eq!(
-            classify(RDKafkaErrorCode::BrokerTransportFailure, bad_password),
-            Authentication
-        );
-        assert_eq!(
-            classify(RDKafkaErrorCode::BrokerTransportFailure, handshake),
-            Tls
-        );
-        assert_eq!(
-            classify(RDKafkaErrorCode::BrokerTransportFailure, logged_reset),
-            Unreachable
-        );
+        for (reason, expected) in cases {
+            let failure = classify(RDKafkaErrorCode::BrokerTransportFailure, reason);
+            assert_eq!(failure, expected, "classification of {reason:?}");
+        }
     }
 
     #[test]

@@ -661,9 +661,9 @@ fn explaining_client(
         .with_context(|| format!("creating a client for {} failed", cluster.bootstrap_servers))
 }
 
-/// Fails when the source and the target of `flow` report the same cluster id: a
-/// peer address that reaches the instance's own cluster would copy every record
-/// into its own topic without end, and offset sync would move its groups to the end.
+/// Fails when the source and the target of `flow` report the same cluster id. A peer
+/// address that reaches the instance's own cluster would copy every record into its
+/// own topic without end, and offset sync would move its groups to the end.
 pub(crate) async fn check_distinct_clusters(flow: &FlowSpec) -> anyhow::Result<()> {
     let target_id = cluster_id(&flow.target).await?;
     let source_id = cluster_id(&flow.source).await?;

@@ -72,10 +72,10 @@ pub enum StoreError {
         "object {key} exists but has no weir offset metadata; move it away so that the task can write its chunk"
     )]
     ForeignObject { key: String },
-    /// The key contains a chunk of the same topic and partition read from another
-    /// instance, so its offsets say nothing about this task's records.
+    /// A chunk at the key of the same topic and partition, read from another instance,
+    /// whose offsets do not describe this task's records.
     #[error(
-        "object {key} holds records of instance {instance_id}, not of this task's instance; adopting it would skip this task's records, so give the task an obs_path or bucket of its own"
+        "object {key} contains records of instance {instance_id}, not of this task's instance; adopting it would skip this task's records, so give the task an obs_path or bucket of its own"
     )]
     OtherInstance { key: String, instance_id: String },
 }
